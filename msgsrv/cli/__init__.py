@@ -1,0 +1,1 @@
+"""Thin click commands over the core library (one module per command)."""

@@ -1,0 +1,47 @@
+"""run(): the one place that turns exceptions into one stderr line and an exit code.
+
+MSGSRV_DEBUG=1 shows the traceback of an unexpected error; nobody else sees one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from msgsrv.errors import ExitStatus, MsgsrvError
+
+
+def error(prog: str, message: str) -> None:
+    sys.stderr.write(f"{prog}: {message}\n")
+    sys.stderr.flush()
+
+
+def run(command, prog: str, args: list[str] | None = None) -> int:
+    import click
+
+    try:
+        rv = command.main(args=args, prog_name=prog, standalone_mode=False)
+        return int(rv) if isinstance(rv, int) else 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        error(prog, "aborted")
+        return ExitStatus.FAILED
+    except click.exceptions.UsageError as e:
+        error(prog, e.format_message().replace("\n", " "))
+        return ExitStatus.USAGE
+    except click.ClickException as e:
+        error(prog, e.format_message().replace("\n", " "))
+        return e.exit_code
+    except MsgsrvError as e:
+        error(prog, str(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return ExitStatus.FAILED
+    except Exception as e:  # the last line of defence: one line, no traceback
+        if os.environ.get("MSGSRV_DEBUG") == "1":
+            raise
+        error(prog, f"internal error: {type(e).__name__}: {e}")
+        return ExitStatus.FAILED

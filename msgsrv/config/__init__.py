@@ -1,0 +1,1 @@
+"""The typed key/value config store: catalogue (what may be set), store (what is set), rules."""

@@ -1,0 +1,170 @@
+"""The parameter catalogue: every name that may be set, its type, default and refreshability.
+
+Data plus pure functions. Imported on the hot `configutil -o NAME` path, so it imports nothing
+heavy: exact names are a dict lookup, patterns (`local.probe.<svc>.timeout`) a segment match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str  # exact name, or a pattern with one <placeholder> segment
+    type: str  # string | integer | boolean | port | duration | schedule
+    default: str | None  # as text; None = no default (unset)
+    refreshable: bool
+    doc: str
+
+    @property
+    def is_pattern(self) -> bool:
+        return "<" in self.name
+
+
+R, N = True, False  # refreshable / not refreshable
+
+_ROWS: tuple[tuple, ...] = (
+    # -- watcher and restart policy (SPEC §1, reference §4.2, §5)
+    ("local.watcher.enable", "boolean", "yes", N, "Start the watcher with start-msg; it detects and logs failures"),
+    ("local.watcher.port", "port", "49994", N, "Loopback port of the watcher's control protocol"),
+    ("local.watcher.metricsport", "integer", "0", N, "Loopback port for Prometheus metrics from the watcher (0 = off)"),
+    ("local.autorestart", "boolean", "no", R, "Restart failed or hung servers automatically"),
+    ("local.autorestart.timeout", "duration", "600", R,
+     "Restart window in seconds: a third failure inside it gives up (at least the msprobe interval)"),
+    # -- scheduler
+    ("local.schedule.msprobe", "schedule", "5,15,25,35,45,55 * * * * lib/msprobe", R,
+     "When imsched runs msprobe: 5 crontab fields and a command, or seconds and a command"),
+    ("local.schedule.msprobe.enable", "boolean", "yes", R, "Set to no to stop scheduling msprobe"),
+    ("local.schedule.<task>", "schedule", None, R, "A task run by imsched: crontab fields or seconds, then the command"),
+    ("local.schedule.<task>.enable", "boolean", "yes", R, "Set to no to stop scheduling this task"),
+    # -- msprobe
+    ("service.readtimeout", "duration", "10", R, "Seconds without a response before a server counts as hung"),
+    ("local.probe.warningthreshold", "duration", "5", R, "Response time in seconds above which msprobe warns"),
+    ("local.probe.<svc>.timeout", "duration", None, R, "Probe timeout for one service (default: service.readtimeout)"),
+    ("local.probe.<svc>.warningthreshold", "duration", None, R,
+     "Warning threshold for one service (default: local.probe.warningthreshold)"),
+    ("local.probe.history.days", "integer", "30", R, "Days of response-time history msprobe keeps"),
+    ("local.queuedir", "string", "", R, "MTA queue directory checked for free space (default: data/queue)"),
+    ("local.defdomain", "string", "", R, "Default mail domain"),
+    # -- components: enable switches, ports, workers, commands
+    ("local.store.enable", "boolean", "yes", N, "Run the message store (stored) and its services"),
+    ("local.store.port", "port", "10999", N, "Status port of the store daemon (stored)"),
+    ("service.imap.enable", "boolean", "yes", N, "Run the IMAP server (imapd)"),
+    ("service.imap.port", "port", "10143", N, "IMAP port"),
+    ("service.pop.enable", "boolean", "yes", N, "Run the POP server (popd)"),
+    ("service.pop.port", "port", "10110", N, "POP3 port"),
+    ("service.http.enable", "boolean", "yes", N, "Run the HTTP server (mshttpd)"),
+    ("service.http.port", "port", "10080", N, "HTTP port"),
+    ("service.<svc>.numprocesses", "integer", "1", N, "Worker processes of a server (imap, pop, http)"),
+    ("service.smtp.port", "port", "10025", N, "SMTP port of the dispatcher"),
+    ("service.lmtp.port", "port", "10024", N, "LMTP port of the dispatcher"),
+    ("local.imta.enable", "boolean", "yes", N, "Run the MTA: dispatcher (SMTP, LMTP) and job_controller"),
+    ("local.job_controller.port", "port", "27442", N, "Port of the job controller"),
+    ("local.ens.enable", "boolean", "yes", N, "Run the event notification service (enpd)"),
+    ("local.ens.port", "port", "7997", N, "Port of the event notification service"),
+    ("local.sched.enable", "boolean", "yes", N, "Run the scheduler (imsched)"),
+    ("local.sched.port", "port", "10998", N, "Health port of the scheduler"),
+    ("local.cert.enable", "boolean", "yes", N, "Run the certificate server"),
+    ("local.cert.port", "port", "10444", N, "Port of the certificate server"),
+    ("local.mmp.enable", "boolean", "no", N, "Run the IMAP/POP proxy (mmp)"),
+    ("local.mmp.imapport", "port", "17143", N, "IMAP port of the proxy"),
+    ("local.mmp.popport", "port", "17110", N, "POP port of the proxy"),
+    ("local.<component>.command", "string", "", N,
+     "Run this command instead of the built-in server (e.g. a Dovecot command line)"),
+    ("local.<component>.stoptimeout", "duration", "5", R,
+     "Seconds a server may take to exit after SIGTERM before it is killed"),
+    ("local.<component>.starttimeout", "duration", "10", R, "Seconds a server may take to start accepting"),
+    # -- alarms (reference §4.3)
+    ("alarm.msgalarmnoticehost", "string", "localhost", R, "SMTP host that alarm mail is sent to"),
+    ("alarm.msgalarmnoticeport", "port", "25", R, "SMTP port that alarm mail is sent to"),
+    ("alarm.msgalarmnoticercpt", "string", "Postmaster@localhost", R, "Recipient of alarm mail"),
+    ("alarm.msgalarmnoticesender", "string", "Postmaster@localhost", R, "Sender of alarm mail"),
+    ("alarm.msgalarmnoticetemplate", "string", "", R, "Alarm mail template (empty: the built-in one)"),
+    ("alarm.diskavail.msgalarmdescription", "string", "percentage mail partition diskspace available", R,
+     "Description of the disk alarm"),
+    ("alarm.diskavail.msgalarmstatinterval", "integer", "3600", R, "Seconds between disk checks (0 = off)"),
+    ("alarm.diskavail.msgalarmthreshold", "integer", "10", R, "Free disk percent below which the alarm fires"),
+    ("alarm.diskavail.msgalarmthresholddirection", "integer", "-1", R, "-1: alarm when below, 1: when above"),
+    ("alarm.diskavail.msgalarmwarninginterval", "integer", "24", R, "Hours between two disk alarm mails"),
+    ("alarm.serverresponse.msgalarmdescription", "string", "server response time in seconds", R,
+     "Description of the response-time alarm"),
+    ("alarm.serverresponse.msgalarmstatinterval", "integer", "600", R, "Seconds between response checks (0 = off)"),
+    ("alarm.serverresponse.msgalarmthreshold", "integer", "10", R, "Response seconds above which the alarm fires"),
+    ("alarm.serverresponse.msgalarmthresholddirection", "integer", "1", R, "-1: alarm when below, 1: when above"),
+    ("alarm.serverresponse.msgalarmwarninginterval", "integer", "24", R,
+     "Hours between two response-time alarm mails"),
+)
+
+PARAMETERS: tuple[Parameter, ...] = tuple(Parameter(*row) for row in _ROWS)
+EXACT: dict[str, Parameter] = {p.name: p for p in PARAMETERS if not p.is_pattern}
+PATTERNS: tuple[Parameter, ...] = tuple(p for p in PARAMETERS if p.is_pattern)
+
+# What a placeholder may stand for. <task>: any name made of letters, digits, '_' and '-'.
+SERVICES = ("imap", "pop", "http", "cert", "job_controller", "smtp", "lmtp", "mmp", "ens", "store", "sched")
+COMPONENT_NAMES = ("ens", "store", "imap", "pop", "cert", "http", "sched", "dispatcher", "job_controller", "mmp")
+_PLACEHOLDER_VALUES = {
+    "<svc>": SERVICES,
+    "<component>": COMPONENT_NAMES,
+}
+
+
+def _word_ok(word: str) -> bool:
+    return bool(word) and all(ch.isalnum() or ch in "_-" for ch in word)
+
+
+def _match(pattern: str, name: str) -> bool:
+    p, n = pattern.split("."), name.split(".")
+    if len(p) != len(n):
+        return False
+    for ps, ns in zip(p, n):
+        if ps.startswith("<"):
+            allowed = _PLACEHOLDER_VALUES.get(ps)
+            if allowed is not None and ns not in allowed:
+                return False
+            if allowed is None and (not _word_ok(ns) or ns == "enable"):
+                return False
+        elif ps != ns:
+            return False
+    return True
+
+
+def lookup(name: str) -> Parameter | None:
+    """The catalogue row for NAME (exact names first, then patterns), or None."""
+    p = EXACT.get(name)
+    if p is not None:
+        return p
+    for p in PATTERNS:
+        if _match(p.name, name):
+            return p
+    return None
+
+
+def suggest(name: str) -> str | None:
+    """The closest known name, for `did you mean`."""
+    import difflib
+
+    candidates = list(EXACT)
+    for p in PATTERNS:
+        for ph, values in _PLACEHOLDER_VALUES.items():
+            if ph in p.name:
+                candidates += [p.name.replace(ph, v) for v in values]
+    best = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return best[0] if best else None
+
+
+def parse(param: Parameter, text: str):
+    """Typed value of TEXT for PARAM; ValueError when it does not parse."""
+    from msgsrv.config.types import convert
+
+    return convert(param.type, text)
+
+
+TYPE_NAMES = {
+    "string": "a string",
+    "integer": "an integer",
+    "boolean": "a boolean (yes/no, on/off, 1/0)",
+    "port": "a port number (1-65535)",
+    "duration": "a number of seconds",
+    "schedule": "a schedule (5 crontab fields and a command, or seconds and a command)",
+}

@@ -1,0 +1,1 @@
+"""Schedules (pure) and the imsched daemon."""

@@ -1,0 +1,90 @@
+"""Schedules as pure values: 5 crontab fields + command, or a plain number of seconds + command.
+
+Crontab semantics follow the original imsched: when both day-of-month and day-of-week are
+restricted, BOTH must match (croniter's day_or=False), unlike cron's OR rule.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+
+@dataclass(frozen=True)
+class Schedule:
+    text: str
+    command: tuple[str, ...]
+    every: float | None = None  # plain seconds
+    cron: str | None = None  # the 5 fields
+
+    def next_run(self, after: datetime) -> datetime:
+        """The first run time strictly after AFTER (an aware or naive datetime)."""
+        if self.every is not None:
+            return after + timedelta(seconds=self.every)
+        from croniter import croniter
+
+        return croniter(self.cron, after, day_or=False).get_next(datetime)
+
+    def longest_gap(self, horizon_days: int = 400, max_runs: int = 3000) -> float:
+        """Longest time in seconds between two runs, looked at over HORIZON_DAYS or MAX_RUNS."""
+        if self.every is not None:
+            return float(self.every)
+        from croniter import croniter
+
+        start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        it = croniter(self.cron, start, day_or=False)
+        prev = it.get_next(datetime)
+        end = prev + timedelta(days=horizon_days)
+        gap = 0.0
+        for _ in range(max_runs):
+            nxt = it.get_next(datetime)
+            gap = max(gap, (nxt - prev).total_seconds())
+            if nxt > end:
+                break
+            prev = nxt
+        return gap
+
+
+_CRON_CHARS = set("0123456789*,-/")
+
+
+def _looks_cron(words: list[str]) -> bool:
+    """`61 * * * * cmd` is a bad crontab line, not 61 seconds of `* * * * cmd`."""
+    return len(words) >= 6 and all(w and set(w) <= _CRON_CHARS for w in words[1:5])
+
+
+def parse(text: str) -> Schedule:
+    """Parse a schedule; ValueError with a one-line reason when it is neither form."""
+    try:
+        words = shlex.split(text)
+    except ValueError as e:
+        raise ValueError(f"bad schedule: {e}") from None
+    if not words:
+        raise ValueError("expected a schedule: 5 crontab fields and a command, or seconds and a command")
+    every = None
+    if not _looks_cron(words):
+        try:
+            every = float(words[0])
+        except ValueError:
+            every = None
+    if every is not None:
+        if every <= 0 or every != every or every == float("inf"):
+            raise ValueError("a schedule in seconds must be a positive number")
+        if len(words) < 2:
+            raise ValueError("a schedule needs a command after the seconds")
+        return Schedule(text, tuple(words[1:]), every=int(every) if every == int(every) else every)
+    fields = words
+    if len(fields) < 6:
+        raise ValueError("expected 5 crontab fields and a command (min hour dom month dow command), "
+                         "or seconds and a command")
+    cron = " ".join(fields[:5])
+    from croniter import croniter
+
+    if not croniter.is_valid(cron):
+        raise ValueError(f"invalid crontab fields '{cron}'")
+    try:
+        croniter(cron, datetime(2026, 1, 1), day_or=False).get_next(datetime)
+    except Exception as e:  # croniter raises several types for impossible dates
+        raise ValueError(f"crontab fields '{cron}' never match: {e}") from None
+    return Schedule(text, tuple(words[5:]), cron=cron)

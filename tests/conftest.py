@@ -1,0 +1,69 @@
+"""Shared fixtures: a temporary server root, free ports, and the real commands as subprocesses."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent  # the venv's console scripts (pip install -e .)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def command_path(name: str) -> str:
+    p = BIN / name
+    return str(p) if p.exists() else str(REPO / "bin" / name)
+
+
+@pytest.fixture
+def base(tmp_path, monkeypatch) -> Path:
+    """A fresh MSGSRV_BASE for this test (also set in os.environ for subprocesses)."""
+    b = tmp_path / "root"
+    monkeypatch.setenv("MSGSRV_BASE", str(b))
+    monkeypatch.delenv("MSGSRV_DEBUG", raising=False)
+    return b
+
+
+@pytest.fixture
+def root(base):
+    from msgsrv.paths import ServerRoot
+
+    return ServerRoot(base).ensure()
+
+
+@pytest.fixture
+def cli(base):
+    """cli('configutil', '-o', 'x') -> CompletedProcess (text, captured)."""
+
+    def run(cmd: str, *args: str, input: str | None = None, timeout: float = 60, env: dict | None = None):
+        e = dict(os.environ)
+        if env:
+            e.update(env)
+        return subprocess.run([command_path(cmd), *args], capture_output=True, text=True,
+                              input=input, timeout=timeout, env=e)
+
+    return run
