@@ -107,7 +107,7 @@ def command(option, value, delete, defaults, marks, pattern, import_file, store_
     try:
         if value is not None or delete:
             if option is None:
-                raise UsageError("-v and -d need -o NAME")
+                raise UsageError(f"{'-v' if value is not None else '-d'} needs -o NAME")
             if value is not None and delete:
                 raise UsageError("-v and -d cannot be used together")
             return _set_or_delete(store, option, value, delete)

@@ -1,10 +1,13 @@
 """ConfigStore: the overrides in config/msg.toml, edited with tomlkit so hand-written comments,
-order and layout survive. Full dotted names are quoted keys ("local.autorestart" = "yes").
+order and layout survive. Full dotted names are quoted keys ("local.autorestart" = "yes"); a
+hand-written dotted key or [table] holding the same name is changed or removed in place.
 
 Every write: exclusive flock on msg.toml.lock, read, apply, validate, temp file, fsync, rename.
-After each write a derived cache (`.msg.toml.cache`, JSON) is written with the stat identity of
-the TOML file it was made from; the `configutil -o NAME` fast path trusts it only while that
-identity still matches, so it is never stale.
+Every read and write also leaves a derived cache (`.msg.toml.cache`, JSON) holding the exact TOML
+text it was made from and the values parsed from it. The `configutil -o NAME` fast path reads both
+files and trusts the cache only when that text equals the file's current contents, byte for byte,
+so it is never stale: not after a hand edit of the same size, nor one inside the same timestamp
+tick (a stat identity of mtime/size/inode can miss those on coarse-timestamp filesystems).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Callable, Iterable
 
 from msgsrv.atomicfile import locked, write_atomic
 from msgsrv.config import catalogue
@@ -33,8 +35,19 @@ def _text(value) -> str:
     return str(value)
 
 
-def _identity(st: os.stat_result) -> list[int]:
-    return [st.st_mtime_ns, st.st_size, st.st_ino]
+def _is_table(item) -> bool:
+    return hasattr(item, "items") and not isinstance(item, str)
+
+
+def _locate(table, name: str) -> list[tuple[object, str]]:
+    """Every (container, key) that holds NAME: the quoted key, dotted keys, [tables]."""
+    found = []
+    for key in list(table.keys()):
+        if key == name:
+            found.append((table, key))
+        elif name.startswith(key + ".") and _is_table(table[key]):
+            found += _locate(table[key], name[len(key) + 1:])
+    return found
 
 
 def cache_path(path: Path) -> Path:
@@ -45,31 +58,37 @@ def lock_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.lock")
 
 
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
 class ConfigStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._overrides: dict[str, str] | None = None
-        self._identity: list[int] | None = None  # stat identity of the file last read
+        self._text: str | None = None  # the TOML text last read or written; None = no file
 
     # -- reading ---------------------------------------------------------------
     def _read_doc(self):
         import tomlkit
 
         try:
-            with open(self.path, "rb") as f:
-                self._identity = _identity(os.fstat(f.fileno()))
-                text = f.read().decode("utf-8")
+            data = self.path.read_bytes()
         except FileNotFoundError:
-            self._identity = None
+            self._text = None
             return tomlkit.document()
-        except UnicodeDecodeError:
-            raise StoreError(f"unable to parse {self.path}: not UTF-8 text") from None
         except OSError as e:
             raise StoreError(f"unable to read {self.path}: {e.strerror}") from None
         try:
-            return tomlkit.parse(text)
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise StoreError(f"unable to parse {self.path}: not UTF-8 text") from None
+        try:
+            doc = tomlkit.parse(text)
         except Exception as e:  # tomlkit raises its own ParseError family
-            raise StoreError(f"unable to parse {self.path}: {e}") from None
+            raise StoreError(_one_line(f"unable to parse {self.path}: {e}")) from None
+        self._text = text
+        return doc
 
     @staticmethod
     def _flatten(doc) -> dict[str, str]:
@@ -78,7 +97,7 @@ class ConfigStore:
         def walk(prefix: str, table) -> None:
             for k, v in table.items():
                 name = f"{prefix}{k}"
-                if hasattr(v, "items") and not isinstance(v, str):
+                if _is_table(v):
                     walk(name + ".", v)
                 else:
                     out[name] = _text(v.unwrap() if hasattr(v, "unwrap") else v)
@@ -136,9 +155,8 @@ class ConfigStore:
         self._overrides = None
 
     # -- writing -----------------------------------------------------------------
-    def update(self, sets: dict[str, str] | None = None, deletes: Iterable[str] = (),
-               validate: Callable[[dict[str, str]], None] | None = None) -> None:
-        """Apply SETS and DELETES in one locked, atomic write.
+    def update(self, sets: dict[str, str] | None = None, deletes=(), validate=None) -> None:
+        """Apply SETS (name -> text) and DELETES (names) in one locked, atomic write.
 
         VALIDATE gets the overrides as they would be afterwards and raises to refuse the change;
         nothing is written then.
@@ -149,23 +167,42 @@ class ConfigStore:
         deletes = list(deletes)
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with locked(lock_path(self.path)):
+            self._remove_leftovers()
             doc = self._read_doc()
-            before = self._flatten(doc)
-            after = dict(before)
+            after = self._flatten(doc)
             for n in deletes:
                 after.pop(n, None)
             after.update(sets)
             if validate is not None:
                 validate(after)
             for n in deletes:
-                if n in doc:
-                    del doc[n]
+                for table, key in _locate(doc, n):
+                    del table[key]
             for n, text in sets.items():
-                doc[n] = self._toml_value(n, text)
-            write_atomic(self.path, tomlkit.dumps(doc))
+                where = _locate(doc, n)
+                for table, key in where[1:]:  # a hand-written duplicate would shadow the new value
+                    del table[key]
+                table, key = where[0] if where else (doc, n)
+                table[key] = self._toml_value(n, text)
+            text = tomlkit.dumps(doc)
+            write_atomic(self.path, text)
+            self._text = text
             self._overrides = self._flatten(doc)
-            self._identity = _identity(os.stat(self.path))  # still under the lock: our file
-            self._write_cache()
+            self._write_cache_quietly()
+
+    def _remove_leftovers(self) -> None:
+        """Temp files of writers killed mid-write (we hold the lock: no writer is running)."""
+        prefix = f".{self.path.name}."
+        try:
+            names = os.listdir(self.path.parent)
+        except OSError:
+            return
+        for name in names:
+            if name.startswith(prefix) and name.endswith(".tmp") and name[len(prefix):-4].isdigit():
+                try:
+                    os.unlink(self.path.parent / name)
+                except OSError:
+                    pass
 
     @staticmethod
     def _toml_value(name: str, text: str):
@@ -179,9 +216,9 @@ class ConfigStore:
         return text
 
     def _write_cache(self) -> None:
-        if self._identity is None:
+        if self._text is None:
             return
-        data = json.dumps({"id": self._identity, "values": self._overrides}, separators=(",", ":"))
+        data = json.dumps({"text": self._text, "values": self._overrides}, separators=(",", ":"))
         write_atomic(cache_path(self.path), data)
 
     def _write_cache_quietly(self) -> None:
@@ -192,9 +229,11 @@ class ConfigStore:
 
 
 def cached_get(path: Path, name: str) -> tuple[bool, str | None]:
-    """Fast path: (True, value-or-None) if the derived cache matches the file, else (False, None)."""
+    """Fast path: (True, value-or-None) when the derived cache was made from the file's current
+    text, else (False, None) and the caller parses the file."""
     try:
-        st = os.stat(path)
+        with open(path, "rb") as f:
+            text = f.read()
     except FileNotFoundError:
         return True, None
     except OSError:
@@ -202,8 +241,9 @@ def cached_get(path: Path, name: str) -> tuple[bool, str | None]:
     try:
         with open(cache_path(path), "rb") as f:
             data = json.loads(f.read())
-    except (OSError, ValueError):
-        return False, None
-    if data.get("id") != _identity(st):
-        return False, None
-    return True, data["values"].get(name)
+        if data["text"].encode("utf-8") != text:
+            return False, None
+        value = data["values"].get(name)
+    except (OSError, ValueError, LookupError, TypeError, AttributeError):
+        return False, None  # missing, half-known or hand-damaged cache: parse instead
+    return True, value if isinstance(value, str) else None
