@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Schedule:
             return float(self.every)
         from croniter import croniter
 
-        start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        start = datetime(2026, 1, 1, tzinfo=UTC)
         it = croniter(self.cron, start, day_or=False)
         prev = it.get_next(datetime)
         end = prev + timedelta(days=horizon_days)

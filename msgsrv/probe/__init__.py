@@ -1,0 +1,1 @@
+"""msprobe: hang detection by real protocol probes (SPEC §1, reference §4)."""

@@ -1,0 +1,316 @@
+"""One msprobe pass: probe every target concurrently, judge, ask for restarts, check disks,
+record history, raise alarms. The decisions come from verdict.py; this module only acts.
+
+Order matters for speed: the probes run together under asyncio.gather, so a pass costs the
+longest timeout once; the verdicts are handed to ON_VERDICTS (the CLI prints them) before the
+restart requests, which may wait for the watcher to finish a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from msgsrv import logfmt
+from msgsrv.components import COMPONENTS, PROBE_SERVICES, PROBE_TARGETS
+from msgsrv.config.store import ConfigStore
+from msgsrv.paths import ServerRoot
+from msgsrv.probe import messages as M
+from msgsrv.probe import verdict
+from msgsrv.probe.checks import ProbeResult, probe
+from msgsrv.probe.verdict import Status
+
+SOURCE = "msprobe"
+RESTART_WAIT = 120.0  # seconds msprobe waits for the watcher to answer one RESTART
+
+
+@dataclass(frozen=True)
+class Target:
+    service: str
+    component: str
+    port: int
+    warn: float
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    target: Target
+    result: ProbeResult
+    status: Status
+
+    def to_dict(self) -> dict:
+        return {"service": self.target.service, "component": self.target.component, "port": self.target.port,
+                "elapsed": round(self.result.elapsed, 4), "status": self.status.value,
+                "detail": self.result.detail, "warningthreshold": self.target.warn,
+                "timeout": self.target.timeout}
+
+
+@dataclass(frozen=True)
+class DiskFigure:
+    name: str  # store | queue
+    path: str
+    free_percent: float | None  # None: could not be measured
+    threshold: float
+    low: bool
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "path": self.path, "free_percent": self.free_percent,
+                "threshold": self.threshold, "low": self.low, "detail": self.detail}
+
+
+@dataclass
+class PassReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    disks: list[DiskFigure] = field(default_factory=list)
+    restarts: list[list[str]] = field(default_factory=list)  # unit members asked for
+    errors: list[str] = field(default_factory=list)  # console lines (also in the default log)
+    notes: list[str] = field(default_factory=list)  # other things done (alarms, restarts)
+
+    @property
+    def healthy(self) -> bool:
+        return all(o.status.healthy for o in self.outcomes) and not any(d.low for d in self.disks)
+
+    def to_dict(self) -> dict:
+        return {"healthy": self.healthy, "services": [o.to_dict() for o in self.outcomes],
+                "disks": [d.to_dict() for d in self.disks], "restarts": self.restarts,
+                "errors": self.errors}
+
+
+# -- what to probe ------------------------------------------------------------------------------
+def enabled_components(store: ConfigStore) -> list[str]:
+    return [c.name for c in COMPONENTS if store.get_bool(c.enable)]
+
+
+def _param(store: ConfigStore, specific: str, general: str, fallback: float) -> float:
+    v = store.value(specific)
+    if v is None:
+        v = store.value(general, fallback)
+    return float(fallback if v is None else v)
+
+
+def targets(store: ConfigStore, services: list[str] | None = None) -> list[Target]:
+    """SERVICES (all enabled ones when None) with their ports and thresholds (reference §4.2)."""
+    if services is None:
+        enabled = set(enabled_components(store))
+        services = [s for s in PROBE_SERVICES if PROBE_TARGETS[s][0] in enabled]
+    out = []
+    for s in services:
+        component, port_param = PROBE_TARGETS[s]
+        out.append(Target(
+            s, component, store.get_int(port_param),
+            warn=_param(store, f"local.probe.{s}.warningthreshold", "local.probe.warningthreshold", 5.0),
+            timeout=_param(store, f"local.probe.{s}.timeout", "service.readtimeout", 10.0)))
+    return out
+
+
+async def probe_all(items: list[Target]) -> list[ProbeResult]:
+    """Every probe at once: the pass costs its longest timeout, not their sum."""
+    return list(await asyncio.gather(*(probe(t.service, t.port, t.timeout) for t in items)))
+
+
+def judge(items: list[Target], results: list[ProbeResult]) -> list[Outcome]:
+    return [Outcome(t, r, verdict.classify(r, t.warn, t.timeout)) for t, r in zip(items, results, strict=True)]
+
+
+def _t(x: float) -> str:
+    return f"{x:.3f}" if x < 10 else f"{x:.1f}"
+
+
+def _n(x: float) -> str:
+    return str(int(x)) if float(x) == int(x) else f"{x:g}"
+
+
+# -- the pass -------------------------------------------------------------------------------------
+async def run_pass(root: ServerRoot, services: list[str] | None = None,
+                   on_verdicts: Callable[[list[Outcome]], None] | None = None) -> PassReport:
+    root.ensure()
+    store = ConfigStore(root.config_file)
+    items = targets(store, services)
+    report = PassReport()
+    log = _Logger(root, report)
+
+    report.outcomes = judge(items, await probe_all(items))
+    for o in report.outcomes:
+        _log_outcome(log, o)
+    if on_verdicts is not None:
+        on_verdicts(report.outcomes)
+
+    await _restart(root, store, report, log)
+    if services is None:
+        report.disks = _check_disks(root, store, log)
+    now = time.time()
+    hist = _record(root, store, report, log, now)
+    await asyncio.to_thread(_alarms, root, store, report, log, hist, now)
+    return report
+
+
+class _Logger:
+    def __init__(self, root: ServerRoot, report: PassReport):
+        self.root, self.report = root, report
+
+    def __call__(self, severity: str, text: str, console: bool = False) -> None:
+        try:
+            logfmt.default_log(self.root, SOURCE, severity, text)
+        except OSError:
+            console = True
+        if console:
+            self.report.errors.append(f"{severity}: {text}")
+
+
+def _log_outcome(log: _Logger, o: Outcome) -> None:
+    t, r = o.target, o.result
+    if o.status is Status.OK:
+        log("Info", M.RESPONSE.format(svc=t.service, t=_t(r.elapsed)))
+    elif o.status is Status.WARN:
+        log("Warning", M.SLOW.format(svc=t.service, t=_t(r.elapsed), warn=_n(t.warn)))
+    elif o.status is Status.HUNG:
+        log("Error", M.HUNG.format(svc=t.service, timeout=_n(t.timeout)), console=True)
+    else:
+        log("Error", M.DOWN.format(svc=t.service, detail=r.detail), console=True)
+
+
+async def _restart(root: ServerRoot, store: ConfigStore, report: PassReport, log: _Logger) -> None:
+    failing = [o.target.service for o in report.outcomes if not o.status.healthy]
+    if not failing:
+        return
+    for s in failing:
+        if verdict.restart_unit(s) is None:
+            log("Error", M.NOT_RESTARTABLE.format(svc=s), console=True)
+    requests = verdict.restart_request(failing, enabled_components(store))
+    if not requests:
+        return
+    if not store.get_bool("local.autorestart"):
+        for members in requests:
+            log("Warning", M.AUTORESTART_OFF.format(units=" ".join(members)), console=True)
+        return
+    report.restarts = requests
+    for members in requests:
+        log("Error", M.REQUESTING.format(units=" ".join(members)), console=True)
+    for line in await asyncio.to_thread(_send_restarts, root, requests):
+        severity, text = line
+        log(severity, text, console=severity == "Error")
+        if severity != "Error":
+            report.notes.append(text)
+
+
+def _send_restarts(root: ServerRoot, requests: list[list[str]]) -> list[tuple[str, str]]:
+    from msgsrv.control.client import WatcherClient
+    from msgsrv.errors import OperationFailed
+
+    out: list[tuple[str, str]] = []
+    try:
+        client = WatcherClient.connect(root)
+    except OperationFailed as e:
+        return [("Error", M.RESTART_FAILED.format(units=" ".join(m), reason=e)) for m in requests]
+    with client:
+        for members in requests:
+            units = " ".join(members)
+            try:
+                client.request("RESTART", *members, timeout=RESTART_WAIT)
+                out.append(("Info", M.RESTART_REQUESTED.format(units=units)))
+            except OperationFailed as e:
+                out.append(("Error", M.RESTART_FAILED.format(units=units, reason=e)))
+    return out
+
+
+def _disk_paths(root: ServerRoot, store: ConfigStore) -> list[tuple[str, str]]:
+    queue = store.get_str("local.queuedir", "") or str(root.queue_dir)
+    return [("store", str(root.store_dir)), ("queue", queue)]
+
+
+def free_percent(path: str) -> float:
+    u = shutil.disk_usage(path)
+    return 100.0 * u.free / u.total if u.total else 0.0
+
+
+def _check_disks(root: ServerRoot, store: ConfigStore, log: _Logger) -> list[DiskFigure]:
+    if store.get_int("alarm.diskavail.msgalarmstatinterval", 3600) == 0:
+        return []
+    threshold = store.get_float("alarm.diskavail.msgalarmthreshold", 10.0)
+    direction = store.get_int("alarm.diskavail.msgalarmthresholddirection", -1)
+    out = []
+    for name, path in _disk_paths(root, store):
+        try:
+            pct = free_percent(path)
+        except OSError as e:
+            reason = (e.strerror or str(e)).lower()
+            log("Error", M.DISK_FAILED.format(name=name, path=path, reason=reason), console=True)
+            out.append(DiskFigure(name, path, None, threshold, True, reason))
+            continue
+        low = verdict.alarm_condition(pct, threshold, direction)
+        if low:
+            log("Error", M.DISK_LOW.format(name=name, path=path, pct=f"{pct:.1f}", threshold=_n(threshold)),
+                console=True)
+        else:
+            log("Info", M.DISK.format(name=name, path=path, pct=f"{pct:.1f}"))
+        out.append(DiskFigure(name, path, round(pct, 2), threshold, low))
+    return out
+
+
+def _record(root: ServerRoot, store: ConfigStore, report: PassReport, log: _Logger, now: float):
+    from msgsrv.probe.history import History
+
+    hist = History(root.history_db, store.get_float("local.probe.history.days", 30.0))
+    samples = [(o.target.service, o.result.elapsed, o.status.healthy) for o in report.outcomes]
+    samples += [(f"disk:{d.name}", d.free_percent, not d.low) for d in report.disks if d.free_percent is not None]
+    try:
+        hist.record(samples, now)
+    except Exception as e:  # sqlite3.Error or OSError: history is never worth failing a pass
+        log("Error", M.HISTORY_FAILED.format(path=root.history_db, reason=e), console=True)
+        return None
+    return hist
+
+
+def _alarms(root: ServerRoot, store: ConfigStore, report: PassReport, log: _Logger, hist, now: float) -> None:
+    from msgsrv.probe.alarms import Alarm, raise_alarm
+
+    alarms: list[Alarm] = []
+    host = socket.gethostname()
+
+    def extremes(series: str, value: float) -> tuple[float, float]:
+        try:
+            found = hist.extremes(series) if hist is not None else None
+        except Exception:  # a broken counter DB still lets the alarm go out
+            found = None
+        return found or (value, value)
+
+    sr = "alarm.serverresponse."
+    if store.get_int(sr + "msgalarmstatinterval", 600) != 0:
+        threshold = store.get_float(sr + "msgalarmthreshold", 10.0)
+        direction = store.get_int(sr + "msgalarmthresholddirection", 1)
+        for o in report.outcomes:
+            value = o.result.elapsed
+            if o.status is Status.DOWN or not verdict.alarm_condition(value, threshold, direction):
+                continue
+            lo, hi = extremes(o.target.service, value)
+            alarms.append(Alarm("serverresponse", f"{o.target.service}_{host}_{o.target.port}",
+                                store.get_str(sr + "msgalarmdescription", "server response time in seconds"),
+                                value, threshold, direction, lo, hi,
+                                store.get_int(sr + "msgalarmstatinterval", 600), now))
+    da = "alarm.diskavail."
+    for d in report.disks:
+        if not d.low or d.free_percent is None:
+            continue
+        lo, hi = extremes(f"disk:{d.name}", d.free_percent)
+        alarms.append(Alarm("diskavail", d.name,
+                            store.get_str(da + "msgalarmdescription", "percentage mail partition diskspace available"),
+                            d.free_percent, d.threshold, store.get_int(da + "msgalarmthresholddirection", -1), lo, hi,
+                            store.get_int(da + "msgalarmstatinterval", 3600), now))
+    for a in alarms:
+        try:
+            outcome = raise_alarm(root, store, a, now)
+        except OSError as e:  # the alarm state file: logged, never fatal
+            outcome = f"unable to keep alarm state: {e.strerror or e}"
+        failed = outcome.startswith("unable")
+        log("Error" if failed else "Info", M.ALARM.format(key=a.key, outcome=outcome), console=failed)
+        report.notes.append(M.ALARM.format(key=a.key, outcome=outcome))
+
+
+def known_service(name: str) -> bool:
+    return name in PROBE_TARGETS
