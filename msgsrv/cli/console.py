@@ -1,0 +1,40 @@
+"""The only module that imports rich: tables and colour on a TTY, plain text when piped."""
+
+from __future__ import annotations
+
+import sys
+
+
+def is_tty(stream=None) -> bool:
+    stream = stream or sys.stdout
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def print_table(title: str | None, columns: list[str], rows: list[list[str]], styles: dict | None = None) -> None:
+    """A rich table on a TTY; tab-free aligned plain columns otherwise."""
+    if is_tty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left")
+        for c in columns:
+            table.add_column(c)
+        for r in rows:
+            style = (styles or {}).get(r[0])
+            table.add_row(*r, style=style)
+        Console(markup=False, highlight=False, emoji=False).print(table)
+        return
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    for r in rows:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def progress(kind: str, text: str) -> None:
+    """Show a watcher progress message: T = text without newline, L = end of line."""
+    sys.stdout.write(text if kind == "T" else text + "\n")
+    sys.stdout.flush()

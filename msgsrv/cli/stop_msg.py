@@ -1,0 +1,72 @@
+"""stop-msg: stop all or some components in reverse start order, the watcher last."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from msgsrv.cli.main import run
+
+PROG = "stop-msg"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-f", "force", is_flag=True, help="Force: stop with SIGKILL.")
+@click.argument("components", nargs=-1, metavar="[ha | COMPONENT...]")
+def cli(force, components):
+    """Stop all or some msgsrv components.
+
+    With no component, stops everything that is running (disabled components
+    included) and then the watcher. `stop-msg ha` does the same.
+    """
+    from msgsrv.cli.console import progress
+    from msgsrv.cli.supervise_here import resolve_names, stop_without_watcher
+    from msgsrv.control.client import WatcherClient, WatcherUnavailable
+    from msgsrv.paths import ServerRoot
+
+    args = [a for a in components if a != "ha"]
+    names = resolve_names(args, PROG)
+    root = ServerRoot.from_env()
+    if not root.base.exists():
+        return 0
+    try:
+        client = WatcherClient.connect(root)
+    except WatcherUnavailable:
+        return stop_without_watcher(root, names, force)
+    with client:
+        client.request("STOP", *(["-f"] if force else []), *names, on_progress=progress, timeout=None)
+        if names:
+            return 0
+        from msgsrv.watcher.daemon import watcher_pid
+
+        pid = watcher_pid(root)
+        progress("T", f"Stopping watcher {pid} ")
+        client.request("SHUTDOWN", timeout=None)
+    _wait_gone(pid)
+    progress("L", "... done")
+    return 0
+
+
+def _wait_gone(pid: int | None, timeout: float = 10.0) -> None:
+    import os
+    import select
+
+    if not pid:
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(cli, PROG, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Every user-visible line of the watcher, start-msg and stop-msg, in the seed's wording.
+
+Code and tests import the same constants, so the wording (the double space too) has one home.
+"""
+
+WATCHER_STARTED = "watcher process {pid} started at {when}"
+WATCHER_EXITING = "watcher process {pid} exiting"
+WATCHED_EXITED = "Watched '{daemon}' process {pid} exited abnormally"
+WATCHED_DISCONNECTED = "Watched '{daemon}' process {pid} disconnected without unregistering"
+RECEIVED_RESTART = "Received request to restart:  {units}"
+CONNECTING = "Connecting to watcher ..."
+LAUNCHING = "Launching watcher ..."
+STARTING = "Starting {c} server "
+CHECKING_STORE = "checking store server status "
+READY = " ready"
+STOPPING = "Stopping {c} server {pid} "
+DONE = " done"
+NOT_RUNNING = "{c} server is not running"
+ALREADY_RUNNING = "{c} server is already running"
+START_FAILED = "{c} server failed to start: {reason}"
+GIVING_UP = "{c} server failed {n} times within {window} seconds; giving up on restarting {units}"
+HA_SHUTDOWN = "HA mode: restart limit reached; stopping all servers so the cluster fails over"
+AUTORESTART_OFF = "local.autorestart is off; not restarting {units}"
+NOT_RESTARTABLE = "{c} server is not restarted automatically"
+UTILITY_FAILED = "Store utility '{who}' failed: {reason}"
+ADOPTED = "Adopted {c} server {pid}"
+EXITED_CLEANLY = "{c} server {pid} exited after unregistering"
