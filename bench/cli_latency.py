@@ -49,7 +49,7 @@ def configutil_path() -> str:
 
 def timed(argv: list[str], env: dict[str, str], expect: str) -> float:
     t0 = time.perf_counter()
-    out = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = subprocess.run(argv, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
     if out.returncode != 0 or out.stdout != expect:
         sys.exit(f"cli_latency: {argv} gave exit {out.returncode}, stdout {out.stdout!r}, stderr {out.stderr!r}")
@@ -79,7 +79,8 @@ def main() -> int:
     print(f"{'command':<36} {'median':>10}")
     print(f"{'python -c pass':<36} {mb * 1000:>7.1f} ms")
     print(f"{'configutil -o local.defdomain':<36} {mg * 1000:>7.1f} ms")
-    print(f"{'ratio (goal <= %.0f)' % GOAL:<36} {ratio:>8.2f}x")
+    label = f"ratio (goal <= {GOAL:g})"
+    print(f"{label:<36} {ratio:>8.2f}x")
     print(f"({runs} runs each, alternating; {sys.executable})")
     return 0 if ratio <= GOAL else 1
 
