@@ -22,6 +22,7 @@ through smtplib to `alarm.msgalarmnoticehost:port`; a failed send is logged, nev
 
 from __future__ import annotations
 
+import email.policy
 import json
 import smtplib
 from dataclasses import dataclass
@@ -132,7 +133,7 @@ class AlarmState:
 
 def send(host: str, port: int, sender: str, rcpt: str, headers: dict[str, str], body: str) -> None:
     """Deliver one mail; raises OSError/smtplib.SMTPException on failure."""
-    msg = EmailMessage()
+    msg = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))  # RFC 5322 §2.1.1: one-line Subject
     for name, value in headers.items():
         msg[name] = value
     if "From" not in msg:

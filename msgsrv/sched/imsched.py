@@ -234,27 +234,18 @@ class Scheduler:
 GREETING = b"OK imsched ready\r\n"
 
 
-def _fault(root: ServerRoot) -> str:
-    """The fault switch data/run/fault.sched: hang | slow N | crash (rehearsals and tests)."""
-    try:
-        return root.fault_file("sched").read_text().strip()
-    except OSError:
-        return ""
+async def _health(switch, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    from msgsrv.services.fault import CRASH_STATUS
 
-
-async def _health(root: ServerRoot, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
-        fault = _fault(root).split()
-        if fault and fault[0] == "crash":
-            os._exit(70)
-        if fault and fault[0] == "hang":
+        fault = switch.current()  # data/run/fault.sched: hang | slow N | crash
+        if fault is not None and fault.mode == "crash":
+            os._exit(CRASH_STATUS)
+        if fault is not None and fault.mode == "hang":
             await reader.read()  # keep the connection, never answer
             return
-        if fault and fault[0] == "slow" and len(fault) > 1:
-            try:
-                await asyncio.sleep(float(fault[1]))
-            except ValueError:
-                pass
+        if fault is not None and fault.mode == "slow":
+            await asyncio.sleep(fault.seconds)
         writer.write(GREETING)
         while True:
             raw = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT)
@@ -276,8 +267,11 @@ async def _health(root: ServerRoot, reader: asyncio.StreamReader, writer: asynci
 
 
 async def start_health(root: ServerRoot, port: int) -> asyncio.Server:
+    from msgsrv.services.fault import FaultSwitch
+
+    switch = FaultSwitch(root.fault_file("sched"))
     try:
-        return await asyncio.start_server(lambda r, w: _health(root, r, w), "127.0.0.1", port,
+        return await asyncio.start_server(lambda r, w: _health(switch, r, w), "127.0.0.1", port,
                                           reuse_address=True)
     except OSError as e:
         raise OperationFailed(f"unable to listen on 127.0.0.1:{port}: {(e.strerror or str(e)).lower()}") from None

@@ -1,0 +1,90 @@
+"""Alarm mail reaches a real SMTP server (aiosmtpd) in the original's format, rate-limited."""
+
+import asyncio
+import email
+import socket
+
+import pytest
+from probe_fakes import FakeServers, closed_port
+
+from msgsrv.config.store import ConfigStore
+from msgsrv.probe.runner import run_pass
+
+
+class Inbox:
+    def __init__(self):
+        self.mails = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.mails.append((envelope.mail_from, envelope.rcpt_tos, envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_sink():
+    from aiosmtpd.smtp import SMTP
+
+    inbox = Inbox()
+    with FakeServers() as fs:
+        async def make():
+            server = await asyncio.get_running_loop().create_server(lambda: SMTP(inbox), "127.0.0.1", 0)
+            fs.servers.append(server)
+            return server.sockets[0].getsockname()[1]
+
+        inbox.port = asyncio.run_coroutine_threadsafe(make(), fs.loop).result(5)
+        yield inbox
+
+
+def configure(root, **sets):
+    ConfigStore(root.config_file).update({k: str(v) for k, v in sets.items()})
+
+
+def test_serverresponse_alarm_mail_format_and_rate_limit(root, fakes, smtp_sink):
+    port = fakes.start("slow", 0.2)
+    configure(root, **{"local.store.port": port, "alarm.serverresponse.msgalarmthreshold": 0,
+                       "alarm.msgalarmnoticeport": smtp_sink.port, "alarm.msgalarmnoticehost": "127.0.0.1",
+                       "alarm.msgalarmnoticesender": "probe@example.org",
+                       "alarm.msgalarmnoticercpt": "admin@example.org"})
+    asyncio.run(run_pass(root, ["store"]))
+    asyncio.run(run_pass(root, ["store"]))
+    assert len(smtp_sink.mails) == 1  # the second pass is inside the 24 h warning interval
+    sender, rcpts, content = smtp_sink.mails[0]
+    assert sender == "probe@example.org" and rcpts == ["admin@example.org"]
+    msg = email.message_from_bytes(content)
+    instance = f"store_{socket.gethostname()}_{port}"
+    assert msg["Subject"].startswith(f'ALARM: server response time in seconds of "{instance}" is 0.2')
+    assert msg["From"] == "probe@example.org" and msg["To"] == "admin@example.org"
+    body = msg.get_payload().splitlines()
+    assert body[0] == f"Server instance: {root.base}"
+    assert body[1:4] == ["Alarmid: serverresponse", f"Instance: {instance}",
+                         "Description: server response time in seconds"]
+    assert body[4].startswith("Current measured value (") and body[4].split("): ")[1].startswith("0.2")
+    assert body[5].startswith("Lowest recorded value: ") and body[6].startswith("Highest recorded value: ")
+    assert body[7:] == ["Monitoring interval: 600 seconds", "Alarm condition is when over threshold of 0",
+                        "Number of times over threshold: 1"]
+    log = root.default_log.read_text()
+    assert "alarm serverresponse:" in log and "alarm mail sent to admin@example.org" in log
+    assert "not mailed (warning interval)" in log
+
+
+def test_diskavail_alarm_mail(root, smtp_sink):
+    off = {n: "no" for n in ("local.ens.enable", "local.store.enable", "service.imap.enable", "service.pop.enable",
+                             "service.http.enable", "local.sched.enable", "local.imta.enable", "local.cert.enable")}
+    configure(root, **off, **{"alarm.diskavail.msgalarmthreshold": 101, "alarm.msgalarmnoticehost": "127.0.0.1",
+                              "alarm.msgalarmnoticeport": smtp_sink.port})
+    asyncio.run(run_pass(root))
+    subjects = sorted(email.message_from_bytes(m[2])["Subject"] for m in smtp_sink.mails)
+    assert len(subjects) == 2
+    assert subjects[0].startswith('ALARM: percentage mail partition diskspace available of "queue" is ')
+    assert subjects[1].startswith('ALARM: percentage mail partition diskspace available of "store" is ')
+    body = email.message_from_bytes(smtp_sink.mails[0][2]).get_payload()
+    assert "Alarm condition is when under threshold of 101" in body
+    assert "Monitoring interval: 3600 seconds" in body
+
+
+def test_failed_send_is_logged_never_fatal(root, fakes):
+    configure(root, **{"local.store.port": fakes.start("line"), "alarm.serverresponse.msgalarmthreshold": 0,
+                       "alarm.msgalarmnoticeport": closed_port(), "alarm.msgalarmnoticehost": "127.0.0.1"})
+    report = asyncio.run(run_pass(root, ["store"]))
+    assert report.healthy
+    assert any("unable to send alarm mail to 127.0.0.1:" in e for e in report.errors)

@@ -1,0 +1,37 @@
+"""msgsrv/probe/history.py: bounds, statistics and sparkline."""
+
+from msgsrv.probe.history import DAY, History, cutoff, sparkline, summarize
+
+
+def test_cutoff_keeps_exactly_days_old():
+    assert cutoff(100 * DAY, 30) == 70 * DAY
+
+
+def test_sparkline_scales_between_min_and_max():
+    assert sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
+    assert sparkline([3, 3, 3]) == "▁▁▁"
+    assert sparkline([]) == ""
+    assert len(sparkline(list(range(100)), width=30)) == 30
+
+
+def test_summarize_min_median_max():
+    s = summarize("imap", [0.3, 0.1, 0.2, 5.0], [True, True, True, False])
+    assert (s.count, s.failures, s.min, s.median, s.max, s.last) == (4, 1, 0.1, 0.25, 5.0, 5.0)
+
+
+def test_history_is_bounded_by_days(tmp_path):
+    h = History(tmp_path / "c.sqlite", days=2)
+    h.record([("imap", 0.1, True)], now=0.0)
+    h.record([("imap", 0.2, True)], now=1 * DAY)
+    h.record([("imap", 0.3, True), ("disk:store", 50.0, True)], now=2 * DAY)
+    assert h.values("imap")[0] == [0.1, 0.2, 0.3]  # 2 days old: kept
+    h.record([("imap", 0.4, False)], now=2 * DAY + 1)
+    assert h.values("imap") == ([0.2, 0.3, 0.4], [True, True, False])
+    assert h.series() == ["disk:store", "imap"]
+    assert h.extremes("imap") == (0.2, 0.4)
+
+
+def test_missing_database_is_empty(tmp_path):
+    h = History(tmp_path / "none.sqlite")
+    assert h.summaries() == [] and h.extremes("imap") is None
+    assert not (tmp_path / "none.sqlite").exists()
