@@ -302,13 +302,18 @@ class Supervisor:
             out.line(M.CONNECTING)
             for c in reversed(members):
                 await self.stop_component(c, out)
+            failed = None
             for c in members:
                 try:
                     await self.start_component(c, out)
                 except StartFailed as e:
                     self.alert(M.START_FAILED.format(c=c, reason=e))
+                    failed = failed or c
         finally:
             self.pending_units.discard(unit)
+        if failed and not self.closing:
+            # SPEC §3: the budget covers every exit, start-up included; it decides whether to go on.
+            self.request_restart([failed], reason="failure")
 
     async def op_shutdown(self, code: int = 0, out: Out | None = None) -> None:
         out = out or Out(self.log)

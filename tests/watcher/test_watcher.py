@@ -1,0 +1,227 @@
+"""The watcher end to end: real processes, pidfd crash detection, the log in the seed's shape."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import psutil
+
+from msgsrv import messages as M
+from tests.conftest import command_path
+from tests.watcher.conftest import STORE, wait_for
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            return s.recv(100).startswith(b"* OK")
+    except OSError:
+        return False
+
+
+def test_start_msg_launches_watcher_and_starts_in_order(suite, cli):
+    suite.configure()
+    r = cli("start-msg")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == M.CONNECTING
+    assert re.fullmatch(r"Launching watcher \.\.\. \d+", lines[1])
+    assert [re.match(r"Starting (\w+) server \.{3,} \d+", ln).group(1) for ln in lines[2:]] == list(STORE)
+    assert len(lines[4].split()) == 4 + 4  # four pop workers: "Starting pop server .... p1 p2 p3 p4"
+    for c in STORE:
+        assert _answers(suite.ports[c])
+    again = cli("start-msg", "imap")
+    assert again.returncode == 0
+    assert again.stdout.splitlines() == [M.CONNECTING, M.ALREADY_RUNNING.format(c="imap")]
+
+
+def test_seed_scenario_kill_imapd_restarts_the_store_group(suite, cli):
+    suite.configure()
+    assert cli("start-msg").returncode == 0
+    old = {c: suite.pids(c) for c in STORE}
+    t0 = time.monotonic()
+    suite.kill(old["imap"][0])
+    wait_for(lambda: suite.log().count("Starting http server") == 2, timeout=15)
+    elapsed = time.monotonic() - t0
+    lines = suite.log_lines()
+    assert M.WATCHED_EXITED.format(daemon="imapd", pid=old["imap"][0]) in lines, lines
+    i = lines.index(M.WATCHED_EXITED.format(daemon="imapd", pid=old["imap"][0]))
+    seq = lines[i:i + 16]
+    expected = [
+        r"Watched 'imapd' process \d+ exited abnormally",
+        r"Received request to restart:  store imap pop http",
+        r"Connecting to watcher \.\.\.",
+        rf"Stopping http server {old['http'][0]} \.+ done",
+        *[rf"Stopping pop server {p} \.+ done" for p in old["pop"]],
+        r"imap server is not running",
+        rf"Stopping store server {old['store'][0]} \.+ done",
+        r"Starting store server \.+ \d+",
+        r"Starting imap server \.+ \d+",
+        r"Starting pop server \.+ \d+ \d+ \d+ \d+",
+        r"Starting http server \.+ \d+",
+    ]
+    assert len(seq) >= len(expected), seq
+    for pattern, line in zip(expected, seq):
+        assert re.fullmatch(pattern, line), (pattern, line)
+    new = {c: suite.pids(c) for c in STORE}
+    for c in STORE:
+        assert new[c] and not set(new[c]) & set(old[c]), c
+        assert _answers(suite.ports[c])
+    assert elapsed < 10
+    st = suite.status()
+    assert st["imap"]["state"] == "RUNNING" and st["imap"]["restarts"] == 1
+
+
+def test_autorestart_no_logs_everywhere_and_restarts_nothing(suite, cli, root):
+    suite.configure(**{"local.autorestart": "no"})
+    assert cli("start-msg").returncode == 0
+    pid = suite.pids("imap")[0]
+    suite.kill(pid)
+    line = M.WATCHED_EXITED.format(daemon="imapd", pid=pid)
+    wait_for(lambda: line in suite.log())
+    wait_for(lambda: line in root.default_log.read_text())
+    wait_for(lambda: line in (root.log_dir / "console").read_text())  # the detached watcher's console
+    time.sleep(0.5)
+    assert "Received request to restart" not in suite.log()
+    assert suite.pids("imap") == []
+    assert suite.status()["imap"]["state"] == "STOPPED"
+    assert suite.status()["store"]["state"] == "RUNNING"
+
+
+def test_third_failure_inside_window_is_fatal_and_window_expiry_restarts_again(suite, cli):
+    suite.configure(**{"local.autorestart.timeout": "4"})
+    assert cli("start-msg").returncode == 0
+    t0 = time.monotonic()
+    for n in range(2):
+        pid = suite.pids("http")[0]
+        suite.kill(pid)
+        wait_for(lambda n=n: suite.log().count("Starting http server") == n + 2, timeout=10)
+    pid = suite.pids("http")[0]
+    suite.kill(pid)
+    wait_for(lambda: "giving up" in suite.log())
+    time.sleep(0.3)
+    st = suite.status()
+    assert st["http"]["state"] == "FATAL" and st["http"]["pids"] == []
+    assert suite.log().count(M.RECEIVED_RESTART.format(units="store imap pop http")) == 2
+    # After the window has passed, a new failure is restarted again (the FATAL member with it).
+    time.sleep(max(0.0, 4.2 - (time.monotonic() - t0)))
+    suite.kill(suite.pids("imap")[0])
+    wait_for(lambda: suite.log().count("Received request to restart:") == 3, timeout=10)
+    wait_for(lambda: suite.status()["http"]["state"] == "RUNNING", timeout=10)
+    assert _answers(suite.ports["http"])
+
+
+def test_ha_mode_third_failure_stops_everything_and_exits_nonzero(suite, cli, root):
+    suite.configure(**{"local.autorestart.timeout": "60"})
+    w = subprocess.Popen([command_path("watcher"), "--ha"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: suite.pids("watcher"))
+    wait_for(lambda: root.token_file.exists())
+    r = cli("start-msg", "ha")
+    assert r.returncode == 0, r.stderr
+    assert "Launching watcher" not in r.stdout
+    everything = [p for c in STORE for p in suite.pids(c)]
+    for n in range(3):
+        pid = suite.pids("imap")[0]
+        suite.kill(pid)
+        wait_for(lambda n=n: suite.log().count("Starting http server") == n + 2 or w.poll() is not None,
+                 timeout=10)
+    assert w.wait(timeout=20) == 1
+    err = w.stderr.read().decode()
+    assert M.HA_SHUTDOWN in err
+    for p in everything + [p for c in STORE for p in suite.pids(c)]:
+        assert not psutil.pid_exists(p) or psutil.Process(p).status() == psutil.STATUS_ZOMBIE
+
+
+def test_watcher_killed_is_readopted_without_doubles(suite, cli):
+    suite.configure()
+    assert cli("start-msg").returncode == 0
+    before = {c: suite.pids(c) for c in STORE}
+    suite.kill(suite.watcher_pid())
+    wait_for(lambda: not _control_up(suite.watcher_port))
+    for c in STORE:  # the servers outlive the watcher
+        assert all(psutil.pid_exists(p) for p in before[c])
+    r = cli("start-msg")
+    assert r.returncode == 0, r.stderr
+    assert "Launching watcher" in r.stdout
+    for c in STORE:
+        assert M.ALREADY_RUNNING.format(c=c) in r.stdout
+        assert suite.pids(c) == before[c]
+    st = suite.status()
+    assert all(st[c]["state"] == "RUNNING" and st[c]["pids"] == before[c] for c in STORE)
+    # still supervised: an adopted (non-child) server's crash is seen through its pidfd
+    suite.kill(before["http"][0])
+    wait_for(lambda: suite.pids("http") and suite.pids("http") != before["http"])
+    assert M.WATCHED_EXITED.format(daemon="mshttpd", pid=before["http"][0]) in suite.log()
+
+
+def _control_up(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_stop_takes_the_whole_process_group(suite, cli):
+    suite.configure()
+    fake = suite.root.config_file  # placeholder to keep the import of the suite root
+    assert fake.exists()
+    port = suite.ports["http"]
+    r = cli("configutil", "-o", "local.http.command", "-v",
+            cli("configutil", "-o", "local.http.command").stdout.strip() + " --fork")
+    assert r.returncode == 0, r.stderr
+    assert cli("start-msg").returncode == 0
+    leader = suite.pids("http")[0]
+    wait_for(lambda: any(p.name() == "sleep" for p in psutil.Process(leader).children()))
+    grandchild = [p for p in psutil.Process(leader).children() if p.name() == "sleep"][0].pid
+    r = cli("stop-msg", "http")
+    assert r.returncode == 0
+    assert re.fullmatch(rf"Stopping http server {leader} \.+ done", r.stdout.splitlines()[0])
+    wait_for(lambda: not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == "zombie")
+    assert not _answers(port)
+
+
+def test_stop_msg_without_watcher_stops_from_pid_files(suite, cli):
+    suite.configure()
+    assert cli("start-msg").returncode == 0
+    pids = [p for c in STORE for p in suite.pids(c)]
+    suite.kill(suite.watcher_pid())
+    wait_for(lambda: not _control_up(suite.watcher_port))
+    r = cli("stop-msg")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].startswith("Stopping http server")
+    wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids))
+
+
+def test_a_server_that_cannot_start_is_reported_with_its_log(suite, cli):
+    suite.configure(**{"local.imap.command": "sh -c 'echo cannot bind the imap port >&2; exit 3'"})
+    r = cli("start-msg")
+    assert r.returncode == 1
+    assert "Starting imap server" in r.stdout and " failed" in r.stdout
+    assert r.stderr.count("\n") == 1
+    assert "imap: exited with status 3" in r.stderr and "cannot bind the imap port" in r.stderr
+    assert suite.status()["pop"]["state"] == "RUNNING"  # the others still start
+
+
+def test_unknown_component_is_a_usage_error(suite, cli):
+    suite.configure()
+    for cmd in ("start-msg", "stop-msg"):
+        r = cli(cmd, "imapp")
+        assert r.returncode == 2
+        assert r.stderr.startswith(f"{cmd}: unknown component 'imapp'") and r.stderr.count("\n") == 1
+        assert "Traceback" not in r.stderr
+
+
+def test_sigterm_to_the_watcher_stops_everything(suite, cli):
+    suite.configure()
+    assert cli("start-msg").returncode == 0
+    pids = [p for c in STORE for p in suite.pids(c)]
+    w = suite.watcher_pid()
+    suite.kill(w, signal.SIGTERM)
+    wait_for(lambda: not psutil.pid_exists(w) or psutil.Process(w).status() == "zombie")
+    wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids))
+    assert M.WATCHER_EXITING.format(pid=w) in suite.log()
