@@ -10,8 +10,13 @@ status go to the default log. SIGHUP reloads the schedule; SIGTERM/SIGINT stop t
 tasks are terminated). A task still running when its next time comes is not started again.
 
 The loop never polls: it sleeps until the earliest next run, a reload, or a stop. A health
-listener on `local.sched.port` greets `OK imsched ready` and answers `PING` with `OK pong`, so
-msprobe can probe the scheduler like any other server.
+listener on `local.sched.port` speaks the suite's health line protocol (services/base.py
+HealthSession), so msprobe probes the scheduler like any other server:
+
+    S: * OK imsched ready
+    C: PING      S: +OK PONG
+    C: STATUS    S: +OK imsched pid=<pid> tasks=<n> running=<n>
+    C: QUIT      S: +OK bye
 """
 
 from __future__ import annotations
@@ -231,10 +236,10 @@ class Scheduler:
 
 
 # -- the health listener ------------------------------------------------------------------------------
-GREETING = b"OK imsched ready\r\n"
+GREETING = b"* OK imsched ready\r\n"
 
 
-async def _health(switch, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _health(switch, sched: Scheduler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     from msgsrv.services.fault import CRASH_STATUS
 
     try:
@@ -253,12 +258,15 @@ async def _health(switch, reader: asyncio.StreamReader, writer: asyncio.StreamWr
                 break
             verb = raw.decode("utf-8", "replace").strip().upper()
             if verb == "PING":
-                writer.write(b"OK pong\r\n")
+                writer.write(b"+OK PONG\r\n")
+            elif verb == "STATUS":
+                writer.write(f"+OK imsched pid={os.getpid()} tasks={len(sched.tasks)} "
+                             f"running={len(sched.running)}\r\n".encode())
             elif verb == "QUIT":
-                writer.write(b"OK bye\r\n")
+                writer.write(b"+OK bye\r\n")
                 break
             else:
-                writer.write(b"ERR unknown command\r\n")
+                writer.write(b"-ERR unknown command\r\n")
             await writer.drain()
     except (OSError, TimeoutError, asyncio.IncompleteReadError):
         pass
@@ -266,12 +274,12 @@ async def _health(switch, reader: asyncio.StreamReader, writer: asyncio.StreamWr
         writer.close()
 
 
-async def start_health(root: ServerRoot, port: int) -> asyncio.Server:
+async def start_health(root: ServerRoot, sched: Scheduler, port: int) -> asyncio.Server:
     from msgsrv.services.fault import FaultSwitch
 
     switch = FaultSwitch(root.fault_file("sched"))
     try:
-        return await asyncio.start_server(lambda r, w: _health(switch, r, w), "127.0.0.1", port,
+        return await asyncio.start_server(lambda r, w: _health(switch, sched, r, w), "127.0.0.1", port,
                                           reuse_address=True)
     except OSError as e:
         raise OperationFailed(f"unable to listen on 127.0.0.1:{port}: {(e.strerror or str(e)).lower()}") from None
@@ -286,7 +294,7 @@ async def serve(root: ServerRoot, port: int | None = None) -> int:
     if port is None:
         port = ConfigStore(root.config_file).get_int("local.sched.port", 10998)
     sched = Scheduler(root)
-    server = await start_health(root, port)  # bind first: a registered server answers probes
+    server = await start_health(root, sched, port)  # bind first: a registered server answers probes
     registration = await asyncio.to_thread(Registration.open, "sched", root)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGHUP, sched.request_reload)

@@ -4,9 +4,9 @@ import asyncio
 import time
 
 import pytest
+from probe_fakes import closed_port
 
 from msgsrv.probe.checks import probe
-from probe_fakes import closed_port
 
 
 @pytest.mark.parametrize("service,kind", [
