@@ -7,12 +7,12 @@ one granted exactly `window` seconds earlier has left the window.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from enum import Enum
+from enum import StrEnum
 
 LIMIT = 2  # SPEC §1: restarts happen at most twice within local.autorestart.timeout
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     RESTART = "RESTART"
     GIVE_UP = "GIVE_UP"
 

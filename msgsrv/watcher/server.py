@@ -12,7 +12,8 @@ import hmac
 import json
 import os
 
-from msgsrv import components, logfmt, messages as M
+from msgsrv import components, logfmt
+from msgsrv import messages as M
 from msgsrv.components import BY_NAME, START_ORDER, STOP_ORDER
 from msgsrv.control.protocol import MAX_LINE, ProtocolError, Request, parse
 from msgsrv.watcher.supervisor import Out, Supervisor

@@ -1,9 +1,9 @@
 """Component states and the transitions allowed between them. Imports nothing from msgsrv."""
 
-from enum import Enum
+from enum import StrEnum
 
 
-class State(str, Enum):
+class State(StrEnum):
     STOPPED = "STOPPED"
     STARTING = "STARTING"
     RUNNING = "RUNNING"

@@ -17,9 +17,10 @@ import os
 import signal
 import sys
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-from msgsrv import logfmt, messages as M
+from msgsrv import logfmt
+from msgsrv import messages as M
 from msgsrv.components import BY_NAME, START_ORDER, STOP_ORDER, STORE_GROUP, unit_members
 from msgsrv.config.store import ConfigStore
 from msgsrv.errors import OperationFailed
@@ -73,7 +74,7 @@ class Dots:
             self.count += 1
             await asyncio.sleep(DOT_EVERY)
 
-    def __enter__(self) -> "Dots":
+    def __enter__(self) -> Dots:
         self._task = asyncio.get_running_loop().create_task(self._tick())
         return self
 
