@@ -109,7 +109,8 @@ class ConfigStore:
         """Every stored override as name -> text."""
         if self._overrides is None:
             self._overrides = self._flatten(self._read_doc())
-            self._write_cache_quietly()
+            if self._text is not None and _load_cache(self.path, self._text.encode("utf-8")) is None:
+                self._write_cache_quietly()  # readers that poll the store don't rewrite a current cache
         return self._overrides
 
     def get_text(self, name: str) -> str | None:
@@ -228,6 +229,18 @@ class ConfigStore:
             pass  # a read-only config dir: the fast path falls back to parsing
 
 
+def _load_cache(path: Path, text: bytes) -> dict | None:
+    """The cached values when the cache was made from TEXT, else None."""
+    try:
+        with open(cache_path(path), "rb") as f:
+            data = json.loads(f.read())
+        if data["text"].encode("utf-8") != text or not isinstance(data["values"], dict):
+            return None
+        return data["values"]
+    except (OSError, ValueError, LookupError, TypeError, AttributeError):
+        return None  # missing, half-known or hand-damaged cache: parse instead
+
+
 def cached_get(path: Path, name: str) -> tuple[bool, str | None]:
     """Fast path: (True, value-or-None) when the derived cache was made from the file's current
     text, else (False, None) and the caller parses the file."""
@@ -238,12 +251,8 @@ def cached_get(path: Path, name: str) -> tuple[bool, str | None]:
         return True, None
     except OSError:
         return False, None
-    try:
-        with open(cache_path(path), "rb") as f:
-            data = json.loads(f.read())
-        if data["text"].encode("utf-8") != text:
-            return False, None
-        value = data["values"].get(name)
-    except (OSError, ValueError, LookupError, TypeError, AttributeError):
-        return False, None  # missing, half-known or hand-damaged cache: parse instead
+    values = _load_cache(path, text)
+    if values is None:
+        return False, None
+    value = values.get(name)
     return True, value if isinstance(value, str) else None

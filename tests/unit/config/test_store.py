@@ -214,6 +214,13 @@ def test_cache_is_written_by_a_read(path):
     assert cached_get(path, "local.defdomain") == (True, "a.org")
 
 
+def test_reading_does_not_rewrite_a_current_cache(path):
+    ConfigStore(path).update({"local.defdomain": "a.org"})
+    ino = os.stat(cache_path(path)).st_ino
+    assert fresh(path).overrides() == {"local.defdomain": "a.org"}
+    assert os.stat(cache_path(path)).st_ino == ino  # a rewrite would rename a new file in
+
+
 def test_cache_misses_after_a_hand_edit_of_the_same_size_inode_and_mtime(path):
     # The worst case for a stat identity: a coarse-timestamp filesystem where an in-place edit
     # inside the same tick keeps mtime, size and inode. The cache compares contents instead.
