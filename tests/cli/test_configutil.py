@@ -208,6 +208,10 @@ BAD_INPUT = [
      f"invalid value 'every ten minutes' for local.schedule.msprobe: {NOT_A_SCHEDULE}"),
     (["-o", "local.schedule.msprobe", "-v", "*/10 * * * *"],
      f"invalid value '*/10 * * * *' for local.schedule.msprobe: {NOT_A_SCHEDULE}"),
+    pytest.param(["-o", "local.schedule.msprobe", "-v", "5 * * * *"],
+                 f"invalid value '5 * * * *' for local.schedule.msprobe: {NOT_A_SCHEDULE}",
+                 marks=pytest.mark.xfail(strict=True, reason="sched/cron.py reads crontab fields without a command "
+                                                             "as seconds + command '* * * *' (reported)")),
     (["-o", "local.schedule.backup", "-v", "61 * * * * lib/backup"],
      "invalid value '61 * * * * lib/backup' for local.schedule.backup: invalid crontab fields '61 * * * *'"),
     (["-o", "local.autorestart.timeout", "-v", "300"],
@@ -228,7 +232,8 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize(("args", "message"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT,
+                         ids=[" ".join(c.values[0] if hasattr(c, "values") else c[0]) for c in BAD_INPUT])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(cli, hand_written, tmp_path, args, message):
     imp = tmp_path / "import.txt"  # good lines first: -i is all or nothing
     imp.write_text("local.defdomain=other.org\n\nservice.imap.port = 1143\nlocal.autorestart = perhaps\n")
