@@ -359,6 +359,15 @@ def test_fast_path_does_not_import_click_or_toml(base, store):
     assert (r.returncode, r.stdout, r.stderr) == (0, "a.org\n[]\n", "")
 
 
+def test_help_is_plain_click_help_without_rich_or_asyncio(base):
+    code = ("import sys, io, contextlib; from msgsrv.cli.configutil import main; out = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out): rc = main(['-h'])\n"
+            "print(rc, out.getvalue().splitlines()[0], "
+            "sorted(m for m in ('rich', 'asyncio', 'tomlkit', 'croniter') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "0 Usage: configutil [OPTIONS] []\n", "")
+
+
 # -- concurrency and crashes ---------------------------------------------------------------
 def test_50_concurrent_writers_lose_nothing(cli, store, base):
     ok(cli("configutil", "-o", "local.defdomain", "-v", "example.org"))
