@@ -388,12 +388,15 @@ class Supervisor:
         futs = [self._ready[k.pid] for k in spawned if k.pid in self._ready]
         exits = [self._exited[k.pid] for k in spawned if k.pid in self._exited]
         if futs:
-            done, _ = await asyncio.wait(futs + exits, return_when=asyncio.FIRST_EXCEPTION)
-            pending_exit = [f for f in exits if f.done()]
-            if pending_exit:
-                raise StartFailed(f"exited with status {pending_exit[0].result()}")
-            for f in futs:
-                await f
+            waiting = set(futs)
+            while waiting:
+                done, _ = await asyncio.wait(waiting | set(exits), return_when=asyncio.FIRST_COMPLETED)
+                for f in exits:
+                    if f.done():
+                        raise StartFailed(f"exited with status {f.result()}")
+                for f in done & waiting:
+                    f.result()  # re-raises StartFailed from _on_exit
+                waiting -= done
             return
         port = self._port(c)
         while True:
