@@ -138,3 +138,32 @@ def mailsys(tmp_path_factory):
         yield m
     finally:
         m.stop_all()
+
+
+class Conn:
+    """A raw client connection for protocol tests: send lines, read lines."""
+
+    def __init__(self, port: int, timeout: float = 10.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.file = self.sock.makefile("rb")
+
+    def line(self) -> bytes:
+        return self.file.readline(65536).rstrip(b"\r\n")
+
+    def send(self, data: bytes | str) -> None:
+        self.sock.sendall(data.encode() if isinstance(data, str) else data)
+
+    def ask(self, data: bytes | str) -> bytes:
+        self.send(data if (data.endswith("\r\n") if isinstance(data, str) else data.endswith(b"\r\n"))
+                  else data + ("\r\n" if isinstance(data, str) else b"\r\n"))
+        return self.line()
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+    def __enter__(self) -> Conn:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,94 @@
+"""The fault switch (data/run/fault.<component>, SIGUSR1) behaves as msgsrv-server(8) says."""
+
+from __future__ import annotations
+
+import select
+import signal
+import time
+
+import pytest
+
+from tests.services.conftest import Conn
+
+GREETING = {"cert": b"* OK certd ready", "imap": b"* OK [CAPABILITY", "dispatcher": b"220 "}
+PORT = {"cert": "local.cert.port", "imap": "service.imap.port", "dispatcher": "service.smtp.port"}
+
+
+def silent_for(conn: Conn, seconds: float) -> bool:
+    """True when the server sent nothing on CONN for SECONDS (the connection was accepted)."""
+    readable, _, _ = select.select([conn.sock], [], [], seconds)
+    return not readable
+
+
+@pytest.mark.parametrize("component", ["cert", "imap", "dispatcher"])
+def test_hang_keeps_accepting_but_never_answers_until_the_file_is_removed(mailroot, component):
+    mailroot.spawn(component)
+    mailroot.fault(component, "hang\n")
+    conns = [Conn(mailroot.port(PORT[component])) for _ in range(3)]  # accepted, every one
+    try:
+        time.sleep(0.4)  # the interval in which nothing may arrive
+        assert all(silent_for(c, 0) for c in conns)
+        mailroot.fault(component, None)
+        with Conn(mailroot.port(PORT[component])) as fresh:
+            assert fresh.line().startswith(GREETING[component])
+    finally:
+        for c in conns:
+            c.close()
+
+
+@pytest.mark.parametrize("component", ["cert", "dispatcher"])
+def test_slow_answers_after_the_given_seconds(mailroot, component):
+    mailroot.spawn(component)
+    mailroot.fault(component, "slow 0.6")
+    start = time.monotonic()
+    with Conn(mailroot.port(PORT[component])) as c:
+        assert c.line().startswith(GREETING[component])
+    assert 0.6 <= time.monotonic() - start < 3.0
+
+
+@pytest.mark.parametrize("component", ["cert", "imap", "dispatcher"])
+def test_crash_exits_abnormally_on_the_next_connection(mailroot, component):
+    proc = mailroot.spawn(component)
+    mailroot.fault(component, "crash")
+    c = Conn(mailroot.port(PORT[component]))
+    assert proc.wait(5) == 70
+    c.close()
+    assert "fault injection: crash requested" in mailroot.root.default_log.read_text()
+
+
+def test_every_worker_obeys_the_file(mailroot):
+    for i in range(2):
+        mailroot.spawn("pop", worker=i)
+    mailroot.fault("pop", "hang")
+    conns = [Conn(mailroot.port("service.pop.port")) for _ in range(8)]
+    try:
+        time.sleep(0.4)
+        assert all(silent_for(c, 0) for c in conns)
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_sigusr1_toggles_hang(mailroot):
+    proc = mailroot.spawn("cert")
+    proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 5
+    while "SIGUSR1 turned hang on" not in mailroot.root.default_log.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with Conn(mailroot.port("local.cert.port")) as c:
+        time.sleep(0.3)
+        assert silent_for(c, 0)
+    proc.send_signal(signal.SIGUSR1)
+    while "SIGUSR1 turned hang off" not in mailroot.root.default_log.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with Conn(mailroot.port("local.cert.port")) as c:
+        assert c.line() == b"* OK certd ready"
+
+
+def test_unknown_fault_words_are_ignored(mailroot):
+    mailroot.spawn("cert")
+    mailroot.fault("cert", "explode")
+    with Conn(mailroot.port("local.cert.port")) as c:
+        assert c.line() == b"* OK certd ready"
