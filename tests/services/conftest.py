@@ -50,7 +50,8 @@ def wait_accepting(port: int, proc: subprocess.Popen | None = None, timeout: flo
             return time.monotonic() - start
         except OSError:
             if proc is not None and proc.poll() is not None:
-                raise AssertionError(f"server exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+                why = proc.stderr.read() if proc.stderr else ""
+                raise AssertionError(f"server exited with {proc.returncode}: {why}") from None
             if time.monotonic() - start > timeout:
                 raise AssertionError(f"port {port} not accepting after {timeout}s") from None
             time.sleep(0.005)
