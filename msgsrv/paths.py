@@ -31,7 +31,7 @@ class ServerRoot:
     base: Path
 
     @classmethod
-    def from_env(cls) -> "ServerRoot":
+    def from_env(cls) -> ServerRoot:
         return cls(default_base().absolute())
 
     # -- the layout ------------------------------------------------------
@@ -101,7 +101,7 @@ class ServerRoot:
         return self.log_dir / name
 
     # -- creation ----------------------------------------------------------
-    def ensure(self) -> "ServerRoot":
+    def ensure(self) -> ServerRoot:
         """Create the layout with owner-only permissions (idempotent)."""
         old = os.umask(0o077)
         try:

@@ -51,7 +51,7 @@ _CRON_CHARS = set("0123456789*,-/")
 
 def _looks_cron(words: list[str]) -> bool:
     """`61 * * * * cmd` is a bad crontab line, not 61 seconds of `* * * * cmd`."""
-    return len(words) >= 6 and all(w and set(w) <= _CRON_CHARS for w in words[1:5])
+    return len(words) >= 5 and all(w and set(w) <= _CRON_CHARS for w in words[1:5])
 
 
 def parse(text: str) -> Schedule:

@@ -102,6 +102,7 @@ class Supervisor:
         self.budget = RestartBudget()
         self.queue: asyncio.Queue = asyncio.Queue()
         self.pending_units: set[str] = set()
+        self.restarts_total: dict[str, int] = {}  # unit -> restarts since the watcher started
         self._ready: dict[int, asyncio.Future] = {}
         self._exited: dict[int, asyncio.Future] = {}
         self.finished = asyncio.Event()
@@ -267,6 +268,7 @@ class Supervisor:
             if self.state[c] == State.RUNNING:
                 self._enter(c, State.BACKOFF)
             self.pending_units.add(unit)
+            self.restarts_total[unit] = self.restarts_total.get(unit, 0) + 1
             last = self.submit(lambda u=unit, ms=members: self.op_restart(u, ms, out))
         return last
 

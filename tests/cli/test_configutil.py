@@ -208,10 +208,8 @@ BAD_INPUT = [
      f"invalid value 'every ten minutes' for local.schedule.msprobe: {NOT_A_SCHEDULE}"),
     (["-o", "local.schedule.msprobe", "-v", "*/10 * * * *"],
      f"invalid value '*/10 * * * *' for local.schedule.msprobe: {NOT_A_SCHEDULE}"),
-    pytest.param(["-o", "local.schedule.msprobe", "-v", "5 * * * *"],
-                 f"invalid value '5 * * * *' for local.schedule.msprobe: {NOT_A_SCHEDULE}",
-                 marks=pytest.mark.xfail(strict=True, reason="sched/cron.py reads crontab fields without a command "
-                                                             "as seconds + command '* * * *' (reported)")),
+    (["-o", "local.schedule.msprobe", "-v", "5 * * * *"],
+     f"invalid value '5 * * * *' for local.schedule.msprobe: {NOT_A_SCHEDULE}"),
     (["-o", "local.schedule.backup", "-v", "61 * * * * lib/backup"],
      "invalid value '61 * * * * lib/backup' for local.schedule.backup: invalid crontab fields '61 * * * *'"),
     (["-o", "local.autorestart.timeout", "-v", "300"],
