@@ -25,7 +25,7 @@ from msgsrv.probe.checks import ProbeResult, probe
 from msgsrv.probe.verdict import Status
 
 SOURCE = "msprobe"
-RESTART_WAIT = 120.0  # seconds msprobe waits for the watcher to answer one RESTART
+RESTART_WAIT = 30.0  # seconds msprobe waits for the watcher to finish one RESTART
 
 
 @dataclass(frozen=True)
@@ -192,31 +192,26 @@ async def _restart(root: ServerRoot, store: ConfigStore, report: PassReport, log
     report.restarts = requests
     for members in requests:
         log("Error", M.REQUESTING.format(units=" ".join(members)), console=True)
-    for line in await asyncio.to_thread(_send_restarts, root, requests):
-        severity, text = line
+    # one connection per unit, all at once: a slow restart of one unit does not delay the others
+    answers = await asyncio.gather(*(asyncio.to_thread(_send_restart, root, m) for m in requests))
+    for severity, text in answers:
         log(severity, text, console=severity == "Error")
         if severity != "Error":
             report.notes.append(text)
 
 
-def _send_restarts(root: ServerRoot, requests: list[list[str]]) -> list[tuple[str, str]]:
+def _send_restart(root: ServerRoot, members: list[str]) -> tuple[str, str]:
+    """RESTART MEMBERS; waits up to RESTART_WAIT for the watcher to finish it."""
     from msgsrv.control.client import WatcherClient
     from msgsrv.errors import OperationFailed
 
-    out: list[tuple[str, str]] = []
+    units = " ".join(members)
     try:
-        client = WatcherClient.connect(root)
+        with WatcherClient.connect(root) as client:
+            client.request("RESTART", *members, timeout=RESTART_WAIT)
     except OperationFailed as e:
-        return [("Error", M.RESTART_FAILED.format(units=" ".join(m), reason=e)) for m in requests]
-    with client:
-        for members in requests:
-            units = " ".join(members)
-            try:
-                client.request("RESTART", *members, timeout=RESTART_WAIT)
-                out.append(("Info", M.RESTART_REQUESTED.format(units=units)))
-            except OperationFailed as e:
-                out.append(("Error", M.RESTART_FAILED.format(units=units, reason=e)))
-    return out
+        return "Error", M.RESTART_FAILED.format(units=units, reason=e)
+    return "Info", M.RESTART_REQUESTED.format(units=units)
 
 
 def _disk_paths(root: ServerRoot, store: ConfigStore) -> list[tuple[str, str]]:

@@ -1,0 +1,177 @@
+"""End to end: the built-in servers under the real watcher, the fault switch, msprobe,
+mboxutil and imsched (issue 6 "Must show")."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from msgsrv.probe.history import History
+from tests.conftest import command_path, free_ports
+
+PORTS = ("local.watcher.port", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port",
+         "service.smtp.port", "service.lmtp.port", "local.job_controller.port", "local.ens.port",
+         "local.sched.port", "local.cert.port")
+RESTART_STORE = "Received request to restart:  store imap pop http"
+
+
+def wait_for(pred, timeout: float = 15.0, every: float = 0.05):
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(every)
+
+
+class Suite:
+    def __init__(self, root, cli):
+        self.root, self.cli = root, cli
+
+    def start(self, *, enable=("store", "imap", "pop", "http"), **extra) -> None:
+        settings = dict(zip(PORTS, map(str, free_ports(len(PORTS))), strict=True))
+        settings.update({"local.autorestart": "yes", "local.schedule.msprobe.enable": "no"})
+        switches = {"ens": "local.ens.enable", "store": "local.store.enable", "imap": "service.imap.enable",
+                    "pop": "service.pop.enable", "http": "service.http.enable", "sched": "local.sched.enable",
+                    "mta": "local.imta.enable", "cert": "local.cert.enable"}
+        for name, param in switches.items():
+            settings[param] = "yes" if name in enable else "no"
+        settings.update({k: str(v) for k, v in extra.items()})
+        f = self.root.base / "settings.txt"
+        f.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        r = self.cli("configutil", "-i", str(f))
+        assert r.returncode == 0, r.stderr
+        r = self.cli("start-msg", timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    def stop(self) -> None:
+        self.cli("stop-msg", timeout=60)
+
+    def watcher_log(self) -> str:
+        try:
+            return self.root.watcher_log.read_text()
+        except FileNotFoundError:
+            return ""
+
+    def default_log(self) -> str:
+        try:
+            return self.root.default_log.read_text()
+        except FileNotFoundError:
+            return ""
+
+    def fault(self, component: str, mode: str | None) -> None:
+        path = self.root.fault_file(component)
+        if mode is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(mode + "\n")
+
+    def msprobe(self, *args: str):
+        return self.cli("msprobe", *args, timeout=60)
+
+
+@pytest.fixture
+def suite(root, cli):
+    if not os.path.exists(command_path("start-msg")) or not os.path.exists(command_path("msgsrv-server")):
+        pytest.skip("start-msg / msgsrv-server not installed")
+    s = Suite(root, cli)
+    yield s
+    s.stop()
+
+
+def test_healthy_system_all_ok_and_recorded(suite, root):
+    suite.start()
+    r = suite.msprobe()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [ln.split()[0] for ln in r.stdout.splitlines()[:4]] == ["store", "imap", "pop", "http"]
+    assert all(ln.split()[-1] == "OK" for ln in r.stdout.splitlines()[:4])
+    assert [s.series for s in History(root.history_db).summaries()] == [
+        "disk:queue", "disk:store", "http", "imap", "pop", "store"]
+
+
+def test_hung_imap_is_reported_within_timeout_and_store_group_restarted(suite):
+    suite.start(**{"local.probe.imap.timeout": 1})
+    suite.fault("imap", "hang")
+    t0 = time.monotonic()
+    p = subprocess.Popen([command_path("msprobe"), "imap"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=dict(os.environ))
+    line = p.stdout.readline()
+    reported = time.monotonic() - t0
+    suite.fault("imap", None)
+    out, err = p.communicate(timeout=60)
+    assert line.split()[0] == "imap" and "HUNG" in line
+    assert reported <= 1 + 0.5 + 0.4  # timeout + 0.5 s, plus the interpreter's start-up
+    assert p.returncode == 1
+    assert "msprobe: Error: imap server did not respond within 1s" in err
+    log = suite.watcher_log()
+    assert RESTART_STORE in log
+    after = log.split(RESTART_STORE, 1)[1]
+    assert "Starting store server" in after and "Starting imap server" in after
+    assert "Starting http server" in after
+    r = suite.msprobe()
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_slow_above_warning_below_timeout_warns_only(suite):
+    suite.start(**{"local.probe.pop.warningthreshold": 0.2, "local.probe.pop.timeout": 3})
+    suite.fault("pop", "slow 0.5")
+    r = suite.msprobe("pop")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split()[3] == "WARN"
+    assert "msprobe Warning: pop server response time 0.5" in suite.default_log()
+    assert "Received request to restart" not in suite.watcher_log()
+
+
+def test_hung_smtp_restarts_the_dispatcher_and_hung_ens_is_not_restarted(suite):
+    suite.start(enable=("ens", "mta"), **{"service.readtimeout": 1})
+    suite.fault("dispatcher", "hang")
+    suite.fault("ens", "hang")
+    r = suite.msprobe("smtp", "ens")
+    suite.fault("dispatcher", None)
+    assert r.returncode == 1
+    assert "msprobe: Error: ens server cannot be restarted automatically" in r.stderr
+    log = suite.watcher_log()
+    assert "Received request to restart:  dispatcher" in log
+    assert "Starting dispatcher server" in log.split("Received request to restart:  dispatcher", 1)[1]
+    assert "Received request to restart:  ens" not in log
+    assert "Stopping ens server" not in log
+
+
+def test_autorestart_no_restarts_nothing(suite):
+    suite.start(**{"local.autorestart": "no", "local.probe.imap.timeout": 0.5})
+    suite.fault("imap", "hang")
+    r = suite.msprobe("imap")
+    assert r.returncode == 1
+    assert "local.autorestart is off; not restarting store imap pop http" in r.stderr
+    assert "Received request to restart" not in suite.watcher_log()
+
+
+def test_failing_mboxutil_restarts_the_store_group(suite, root, cli):
+    suite.start()
+    assert cli("mboxutil", "-a", "alice", input="pw\n").returncode == 0
+    (root.store_dir / "alice").rename(root.store_dir / "alice.moved")
+    (root.store_dir / "alice").write_text("broken")
+    r = cli("mboxutil", "-c", "user/alice/Sent")
+    assert r.returncode == 1 and "failure reported to the watcher" in r.stderr
+    log = wait_for(lambda: "Starting http server" in suite.watcher_log().split("mboxutil", 1)[-1]
+                   and suite.watcher_log())
+    assert "Store utility 'mboxutil' failed" in log
+    assert "Stopping store server" in log.split("Store utility 'mboxutil' failed", 1)[1]
+
+
+def test_imsched_under_the_watcher_runs_msprobe_and_hang_is_healed(suite):
+    suite.start(enable=("store", "imap", "pop", "http", "sched"),
+                **{"local.schedule.msprobe": "1 lib/msprobe -q imap", "local.schedule.msprobe.enable": "yes",
+                   "local.probe.imap.timeout": 0.5, "local.autorestart.timeout": 600})
+    wait_for(lambda: "task msprobe (pid" in suite.default_log())
+    suite.fault("imap", "hang")
+    wait_for(lambda: RESTART_STORE in suite.watcher_log())
+    suite.fault("imap", None)
+    wait_for(lambda: "Starting http server" in suite.watcher_log().split(RESTART_STORE, 1)[1])
+    assert "imsched Info: task msprobe" in suite.default_log()
+    wait_for(lambda: suite.msprobe("imap", "sched").returncode == 0)  # answering again
