@@ -58,6 +58,8 @@ _ROWS: tuple[tuple, ...] = (
     ("service.pop.port", "port", "10110", N, "POP3 port"),
     ("service.http.enable", "boolean", "yes", N, "Run the HTTP server (mshttpd)"),
     ("service.http.port", "port", "10080", N, "HTTP port"),
+    ("service.listenaddr", "string", "", N,
+     "Address the IMAP, POP, HTTP, SMTP/LMTP and MMP listeners bind (empty: 127.0.0.1 only)"),
     ("service.<svc>.numprocesses", "integer", "1", N, "Worker processes of a server (imap, pop, http)"),
     ("service.smtp.port", "port", "10025", N, "SMTP port of the dispatcher"),
     ("service.lmtp.port", "port", "10024", N, "LMTP port of the dispatcher"),
