@@ -294,19 +294,24 @@ async def serve(root: ServerRoot, port: int | None = None) -> int:
     if port is None:
         port = ConfigStore(root.config_file).get_int("local.sched.port", 10998)
     sched = Scheduler(root)
-    server = await start_health(root, sched, port)  # bind first: a registered server answers probes
-    registration = await asyncio.to_thread(Registration.open, "sched", root)
     loop = asyncio.get_running_loop()
+    # handlers first: a SIGTERM that arrives as soon as the port accepts is a clean stop
     loop.add_signal_handler(signal.SIGHUP, sched.request_reload)
     loop.add_signal_handler(signal.SIGTERM, sched.stop)
     loop.add_signal_handler(signal.SIGINT, sched.stop)
-    sched.log("Info", f"imsched process {os.getpid()} started; health port 127.0.0.1:{port}")
+    registration = None
     try:
-        await sched.run()
+        server = await start_health(root, sched, port)  # bind first: a registered server answers probes
+        registration = await asyncio.to_thread(Registration.open, "sched", root)
+        sched.log("Info", f"imsched process {os.getpid()} started; health port 127.0.0.1:{port}")
+        try:
+            await sched.run()
+        finally:
+            server.close()
+            sched.log("Info", f"imsched process {os.getpid()} exiting")
     finally:
         for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(s)
-        server.close()
-        await asyncio.to_thread(registration.bye)
-        sched.log("Info", f"imsched process {os.getpid()} exiting")
+        if registration is not None:
+            await asyncio.to_thread(registration.bye)
     return 0
