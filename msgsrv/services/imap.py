@@ -379,6 +379,8 @@ class ImapSession(LineSession):
         """(sequence number, UID) pairs named by a sequence set or, for UID commands, a UID set."""
         if isinstance(text, list) or not text:
             raise Bad("invalid sequence set")
+        if not self.view and "*" in str(text):
+            return []  # `1:*` in an empty mailbox names no message
         if uid:
             wanted = set(sequence_set(str(text), self.view[-1] if self.view else 0))
             return [(i, u) for i, u in enumerate(self.view, 1) if u in wanted]
