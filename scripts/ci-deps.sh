@@ -3,6 +3,7 @@
 #   dovecot-imapd dovecot-pop3d  real IMAP/POP servers  (tests/integration/test_real_daemons.py)
 #   postfix                      real SMTP server        (tests/integration/test_real_daemons.py)
 #   resource-agents              ocf-tester              (tests/integration/test_ocf.py)
+#   libxml2-utils                xmllint, which ocf-tester validates meta-data with
 #   systemd                      systemd-analyze verify  (tests/integration/test_systemd.py)
 #   prometheus                   one real scrape         (tests/integration/test_metrics.py)
 #
@@ -12,7 +13,7 @@
 # packages' debconf questions are answered non-interactively (postfix: "No configuration").
 set -u
 
-PACKAGES=(dovecot-imapd dovecot-pop3d postfix resource-agents systemd prometheus)
+PACKAGES=(dovecot-imapd dovecot-pop3d postfix resource-agents libxml2-utils systemd prometheus)
 
 log() { echo "ci-deps: $*" >&2; }
 
