@@ -35,6 +35,7 @@ class Target:
     port: int
     warn: float
     timeout: float
+    host: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,19 @@ def _param(store: ConfigStore, specific: str, general: str, fallback: float) -> 
     return float(fallback if v is None else v)
 
 
+# client-facing services listen on service.listenaddr (services/base.py public_host)
+PUBLIC = ("imap", "pop", "http", "smtp", "lmtp", "mmp")
+WILDCARDS = ("", "0.0.0.0", "::", "*")
+
+
+def probe_host(service: str, listenaddr: str) -> str:
+    """Where SERVICE answers: its listen address when one is set, else loopback."""
+    return listenaddr if service in PUBLIC and listenaddr not in WILDCARDS else "127.0.0.1"
+
+
 def targets(store: ConfigStore, services: list[str] | None = None) -> list[Target]:
     """SERVICES (all enabled ones when None) with their ports and thresholds (reference §4.2)."""
+    listenaddr = store.get_str("service.listenaddr", "").strip()
     if services is None:
         enabled = set(enabled_components(store))
         services = [s for s in PROBE_SERVICES if PROBE_TARGETS[s][0] in enabled]
@@ -105,13 +117,14 @@ def targets(store: ConfigStore, services: list[str] | None = None) -> list[Targe
         out.append(Target(
             s, component, store.get_int(port_param),
             warn=_param(store, f"local.probe.{s}.warningthreshold", "local.probe.warningthreshold", 5.0),
-            timeout=_param(store, f"local.probe.{s}.timeout", "service.readtimeout", 10.0)))
+            timeout=_param(store, f"local.probe.{s}.timeout", "service.readtimeout", 10.0),
+            host=probe_host(s, listenaddr)))
     return out
 
 
 async def probe_all(items: list[Target]) -> list[ProbeResult]:
     """Every probe at once: the pass costs its longest timeout, not their sum."""
-    return list(await asyncio.gather(*(probe(t.service, t.port, t.timeout) for t in items)))
+    return list(await asyncio.gather(*(probe(t.service, t.port, t.timeout, t.host) for t in items)))
 
 
 def judge(items: list[Target], results: list[ProbeResult]) -> list[Outcome]:

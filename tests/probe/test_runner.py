@@ -29,6 +29,14 @@ def test_thresholds_fall_back_as_documented(root):
     assert t["imap"].port == 10143
 
 
+def test_client_facing_services_are_probed_on_service_listenaddr(root):
+    configure(root, **{"service.listenaddr": "127.0.0.2"})
+    t = {x.service: x.host for x in targets(ConfigStore(root.config_file), ["imap", "smtp", "store", "ens"])}
+    assert t == {"imap": "127.0.0.2", "smtp": "127.0.0.2", "store": "127.0.0.1", "ens": "127.0.0.1"}
+    configure(root, **{"service.listenaddr": "0.0.0.0"})
+    assert targets(ConfigStore(root.config_file), ["imap"])[0].host == "127.0.0.1"
+
+
 def test_defaults_probe_every_enabled_component_but_mmp(root):
     names = [t.service for t in targets(ConfigStore(root.config_file))]
     assert names == ["ens", "store", "imap", "pop", "cert", "http", "sched", "smtp", "lmtp", "job_controller"]
