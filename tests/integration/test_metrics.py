@@ -16,13 +16,16 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from msgsrv.probe.history import History
-from msgsrv.watcher.metrics import LISTEN_FAILED, Sample, Snapshot, families, last_samples, render
-from tests.conftest import free_port, free_ports
-from tests.integration.conftest import need
-from tests.watcher.conftest import STORE, wait_for
+pytest.importorskip("prometheus_client", reason="prometheus-client not installed (a msgsrv dependency)")
+
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from msgsrv.probe.history import History  # noqa: E402
+from msgsrv.watcher.metrics import LISTEN_FAILED, Sample, Snapshot, families, last_samples, render  # noqa: E402
+from tests.conftest import free_port, free_ports  # noqa: E402
+from tests.integration.conftest import need  # noqa: E402
+from tests.watcher.conftest import STORE, wait_for  # noqa: E402
 
 
 # -- helpers ----------------------------------------------------------------------------------
