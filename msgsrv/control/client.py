@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 from msgsrv.control.protocol import format_request
 from msgsrv.errors import OperationFailed
@@ -39,7 +39,7 @@ class WatcherClient:
         self.rfile = sock.makefile("rb")
 
     @classmethod
-    def connect(cls, root: ServerRoot, port: int | None = None, timeout: float | None = 5.0) -> "WatcherClient":
+    def connect(cls, root: ServerRoot, port: int | None = None, timeout: float | None = 5.0) -> WatcherClient:
         port = watcher_port(root) if port is None else port
         token = read_token(root)
         try:
@@ -85,7 +85,7 @@ class WatcherClient:
         except OSError:
             pass
 
-    def __enter__(self) -> "WatcherClient":
+    def __enter__(self) -> WatcherClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -104,7 +104,7 @@ class Registration:
         self.client = client
 
     @classmethod
-    def open(cls, component: str, root: ServerRoot | None = None) -> "Registration":
+    def open(cls, component: str, root: ServerRoot | None = None) -> Registration:
         if os.environ.get("MSGSRV_SUPERVISED") != "1":
             return cls(None)
         root = root or ServerRoot.from_env()
