@@ -11,6 +11,7 @@ import pytest
 
 from msgsrv.probe.history import History
 from tests.conftest import command_path, free_ports
+from tests.conftest import wait_for as _wait_for
 
 PORTS = ("local.watcher.port", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port",
          "service.smtp.port", "service.lmtp.port", "local.job_controller.port", "local.ens.port",
@@ -19,14 +20,7 @@ RESTART_STORE = "Received request to restart:  store imap pop http"
 
 
 def wait_for(pred, timeout: float = 15.0, every: float = 0.05):
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(every)
+    return _wait_for(pred, timeout, every)
 
 
 class Suite:

@@ -12,18 +12,7 @@ import time
 import pytest
 
 from msgsrv.config.store import ConfigStore
-from tests.conftest import command_path, free_port
-
-
-def wait_for(pred, timeout: float = 10.0, every: float = 0.05):
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(every)
+from tests.conftest import command_path, free_port, wait_for
 
 
 def lines(path) -> list[str]:

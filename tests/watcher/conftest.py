@@ -8,12 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import command_path, free_ports
+from tests.conftest import command_path, free_ports, wait_for  # noqa: F401  (re-exported for the watcher tests)
 
 FAKE = Path(__file__).with_name("fakesrv.py")
 STORE = ("store", "imap", "pop", "http")
@@ -21,15 +20,6 @@ PORT_PARAM = {"store": "local.store.port", "imap": "service.imap.port", "pop": "
               "http": "service.http.port"}
 
 
-def wait_for(pred, timeout: float = 10.0, every: float = 0.02):
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(every)
 
 
 class Suite:
