@@ -96,7 +96,7 @@ def test_kills_count_as_restarts_and_the_third_is_fatal(metered):
     for n in (1, 2):
         pid = suite.pids("imap")[0]
         suite.kill(pid)
-        wait_for(lambda pid=pid: suite.pids("imap") and suite.pids("imap")[0] != pid
+        wait_for(lambda pid=pid: (p := suite.pids("imap")) and p[0] != pid
                  and suite.status()["http"]["state"] == "RUNNING", timeout=15)
         m = parse(scrape(port)[1])
         assert value(m, "msgsrv_restarts_total", unit="store") == float(n)

@@ -87,7 +87,7 @@ def test_ha_watcher_giving_up_makes_monitor_fail_for_failover(suite, base):
     for _ in range(2):
         pid = suite.pids("imap")[0]
         suite.kill(pid)
-        wait_for(lambda pid=pid: suite.pids("imap") and suite.pids("imap")[0] != pid
+        wait_for(lambda pid=pid: (p := suite.pids("imap")) and p[0] != pid
                  and suite.status()["http"]["state"] == "RUNNING", timeout=15)
     suite.kill(suite.pids("imap")[0])  # SPEC §3: the third failure inside the window; in HA the watcher exits
     wait_for(lambda: not suite.pids("watcher"), timeout=20)

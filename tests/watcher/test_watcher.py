@@ -154,7 +154,7 @@ def test_watcher_killed_is_readopted_without_doubles(suite, cli):
     assert all(st[c]["state"] == "RUNNING" and st[c]["pids"] == before[c] for c in STORE)
     # still supervised: an adopted (non-child) server's crash is seen through its pidfd
     suite.kill(before["http"][0])
-    wait_for(lambda: suite.pids("http") and suite.pids("http") != before["http"])
+    wait_for(lambda: (p := suite.pids("http")) and p != before["http"])
     assert M.WATCHED_EXITED.format(daemon="mshttpd", pid=before["http"][0]) in suite.log()
 
 
