@@ -46,6 +46,8 @@ _ROWS: tuple[tuple, ...] = (
     ("local.probe.<svc>.timeout", "duration", None, R, "Probe timeout for one service (default: service.readtimeout)"),
     ("local.probe.<svc>.warningthreshold", "duration", None, R,
      "Warning threshold for one service (default: local.probe.warningthreshold)"),
+    ("local.probe.<svc>.enable", "boolean", "yes", R,
+     "Set to no to leave one service out of scheduled msprobe passes (e.g. lmtp in front of Postfix)"),
     ("local.probe.history.days", "integer", "30", R, "Days of response-time history msprobe keeps"),
     ("local.queuedir", "string", "", R, "MTA queue directory checked for free space (default: data/queue)"),
     ("local.defdomain", "string", "", R, "Default mail domain"),

@@ -110,7 +110,8 @@ def targets(store: ConfigStore, services: list[str] | None = None) -> list[Targe
     listenaddr = store.get_str("service.listenaddr", "").strip()
     if services is None:
         enabled = set(enabled_components(store))
-        services = [s for s in PROBE_SERVICES if PROBE_TARGETS[s][0] in enabled]
+        services = [s for s in PROBE_SERVICES if PROBE_TARGETS[s][0] in enabled
+                    and store.get_bool(f"local.probe.{s}.enable")]
     out = []
     for s in services:
         component, port_param = PROBE_TARGETS[s]

@@ -45,6 +45,14 @@ def test_defaults_probe_every_enabled_component_but_mmp(root):
     assert "smtp" not in names and "job_controller" not in names and "mmp" in names
 
 
+def test_a_service_switched_off_is_left_out_of_the_pass(root):
+    store = ConfigStore(root.config_file)
+    store.update({"local.probe.lmtp.enable": "no"})
+    names = [t.service for t in targets(store)]
+    assert "lmtp" not in names and "smtp" in names
+    assert [t.service for t in targets(store, ["lmtp"])] == ["lmtp"]  # named on the command line: probed
+
+
 def test_healthy_pass_logs_and_records_history(root, fakes):
     configure(root, **{"service.imap.port": fakes.start("imap"), "service.pop.port": fakes.start("pop")})
     report = asyncio.run(run_pass(root, ["imap", "pop"]))

@@ -79,7 +79,7 @@ def test_restart_request_uses_the_seed_lines(suite, cli):
         c.request("RESTART", "pop", on_progress=lambda k, t: lines.append((k, t)), timeout=30)
     text = "".join(t if k == "T" else t + "\n" for k, t in lines)
     assert text.startswith("Received request to restart:  store imap pop http\nConnecting to watcher ...\n")
-    wait_for(lambda: suite.pids("pop") and not set(suite.pids("pop")) & set(old))
+    wait_for(lambda: (p := suite.pids("pop")) and not set(p) & set(old))
 
 
 def test_watcher_status_when_no_watcher_runs(cli, base):
