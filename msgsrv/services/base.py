@@ -200,13 +200,14 @@ class Service:
 
         self.stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
-        await self.bind()
-        await self.prepare()
-        registration = Registration.open(self.component, self.root)
+        # Signals first: a client may connect (and a SIGUSR1 or SIGTERM may come) once we listen.
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGUSR1, self.on_usr1)
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        await self.bind()
+        await self.prepare()
+        registration = Registration.open(self.component, self.root)
         ports = " ".join(str(p) for p in self.ports)
         self.log(f"{self.daemon} process {self.pid} started (worker {self.worker}), listening on port {ports}")
         await self.stopping.wait()

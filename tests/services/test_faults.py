@@ -73,7 +73,8 @@ def test_sigusr1_toggles_hang(mailroot):
     proc = mailroot.spawn("cert")
     proc.send_signal(signal.SIGUSR1)
     deadline = time.monotonic() + 5
-    while "SIGUSR1 turned hang on" not in mailroot.root.default_log.read_text():
+    while not mailroot.root.default_log.exists() or \
+            "SIGUSR1 turned hang on" not in mailroot.root.default_log.read_text():
         assert time.monotonic() < deadline
         time.sleep(0.01)
     with Conn(mailroot.port("local.cert.port")) as c:
