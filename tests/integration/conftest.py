@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import command_path
-from tests.watcher.conftest import STORE, Suite
+from tests.watcher.conftest import suite  # noqa: F401  (the same fixture)
 
 INTEGRATIONS = Path(__file__).resolve().parents[2] / "msgsrv" / "integrations"
 
@@ -27,16 +24,3 @@ def need(binary: str, package: str) -> str:
     if not path:
         pytest.skip(f"{binary} not installed (Debian package {package}; scripts/ci-deps.sh installs it)")
     return path
-
-
-@pytest.fixture
-def suite(root, cli):
-    s = Suite(root, cli)
-    yield s
-    subprocess.run([command_path("stop-msg"), "-f"], capture_output=True, timeout=60)
-    for c in ("watcher", *STORE):
-        for pid in s.pids(c):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
