@@ -1,8 +1,7 @@
 """The `sched` component: the scheduler daemon `imsched` (SPEC §3 "Built-in services").
 
-`msgsrv-server sched` runs `msgsrv.sched.imsched.serve(root)` (the real scheduler, with its own
-health listener on `local.sched.port`, registration and fault switch). Should that module be
-missing, a plain health line server stands in on `local.sched.port`:
+`msgsrv-server sched` runs `msgsrv.sched.imsched.serve(root)`: the real scheduler, with its own
+health listener on `local.sched.port`, registration and fault switch, speaking the health lines:
 
     S: * OK imsched ready
     C: PING            S: +OK PONG
@@ -20,13 +19,10 @@ class SchedHealthService(HealthService):
     port_parameter = "local.sched.port"
 
     def main(self) -> int:
-        try:
-            from msgsrv.sched.imsched import serve
-        except ImportError:
-            return super().main()
         import asyncio
 
         from msgsrv.errors import MsgsrvError
+        from msgsrv.sched.imsched import serve
 
         set_process_name(self.daemon)
         try:

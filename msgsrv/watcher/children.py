@@ -10,7 +10,7 @@ import os
 import shlex
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -27,11 +27,9 @@ class Child:
     started: float  # time.time() at spawn / adoption
     worker: int = 0
     adopted: bool = False
-    registered: bool = False
     unregistered: bool = False  # said BYE: its exit is orderly
     stopping: bool = False
     exit_status: int | None = None  # waitid status; None for adopted processes
-    extra: dict = field(default_factory=dict)
 
 
 def server_argv(component: str, command: str) -> list[str]:

@@ -34,21 +34,6 @@ def acquire_lock(root: ServerRoot) -> int:
     return fd
 
 
-def watcher_running(root: ServerRoot) -> bool:
-    """True while some process holds the watcher lock."""
-    try:
-        fd = os.open(root.watcher_lock, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def watcher_pid(root: ServerRoot) -> int | None:
     recs = ch.read_pidfile(root.pid_file("watcher"))
     return recs[0]["pid"] if recs else None

@@ -85,7 +85,7 @@ class ControlServer:
                     said_bye = True
                     send("OK")
                     break
-                await self.dispatch(req, send, writer)
+                await self.dispatch(req, send)
                 await writer.drain()
         except (ConnectionError, OSError):
             pass
@@ -105,7 +105,7 @@ class ControlServer:
         send("OK")
         return c, pid
 
-    async def dispatch(self, req: Request, send, writer) -> None:
+    async def dispatch(self, req: Request, send) -> None:
         """PING, STATUS answer at once; START/STOP/RESTART/SHUTDOWN/FAILED go through the queue."""
         sup = self.sup
         if req.verb == "PING":

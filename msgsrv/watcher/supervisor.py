@@ -194,7 +194,6 @@ class Supervisor:
     def registered(self, component: str, pid: int) -> bool:
         for child in self.children.get(component, []):
             if child.pid == pid:
-                child.registered = True
                 fut = self._ready.pop(pid, None)
                 if fut and not fut.done():
                     fut.set_result(True)
@@ -283,6 +282,7 @@ class Supervisor:
 
     # -- operations (run by the worker, one at a time) -----------------------------------------
     async def op_start(self, names: list[str], out: Out) -> list[str]:
+        self.cfg.refresh()
         failed = []
         for c in names:
             try:
@@ -300,6 +300,7 @@ class Supervisor:
 
     async def op_restart(self, unit: str, members: list[str], client: Out | None) -> None:
         out = client or Out(self.log)
+        self.cfg.refresh()
         try:
             out.line(M.RECEIVED_RESTART.format(units=" ".join(members)))
             out.line(M.CONNECTING)
@@ -346,7 +347,7 @@ class Supervisor:
         return env
 
     async def start_component(self, c: str, out: Out) -> list[int]:
-        self.cfg.refresh()
+        """Start C with the configuration as the operation read it (see op_start / op_restart)."""
         if self.children[c]:
             out.line(M.ALREADY_RUNNING.format(c=c))
             return [k.pid for k in self.children[c]]
