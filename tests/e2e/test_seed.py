@@ -17,7 +17,7 @@ import time
 from msgsrv import messages as M
 from msgsrv.store.users import Users
 from tests.conftest import free_ports
-from tests.watcher.conftest import wait_for
+from tests.watcher.conftest import seed_restart_sequence, wait_for
 
 PARAMS = ("local.watcher.port", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port",
           "service.smtp.port", "service.lmtp.port", "local.ens.port", "local.job_controller.port",
@@ -58,19 +58,7 @@ def test_seed_scenario_with_builtin_servers(root, cli):
         restart_time = time.monotonic() - t0
         lines = _lines(root)
         i = lines.index(M.WATCHED_EXITED.format(daemon="imapd", pid=old["imap"][0]))
-        expected = [
-            r"Received request to restart:  store imap pop http",
-            r"Connecting to watcher \.\.\.",
-            rf"Stopping http server {old['http'][0]} \.+ done",
-            *[rf"Stopping pop server {p} \.+ done" for p in old["pop"]],
-            r"imap server is not running",
-            rf"Stopping store server {old['store'][0]} \.+ done",
-            r"Starting store server \.+ \d+",
-            r"checking store server status \.+ ready",
-            r"Starting imap server \.+ \d+",
-            r"Starting pop server \.+ \d+ \d+ \d+ \d+",
-            r"Starting http server \.+ \d+",
-        ]
+        expected = seed_restart_sequence(old, store_check=True)
         for pattern, line in zip(expected, lines[i + 1:i + 1 + len(expected)]):
             assert re.fullmatch(pattern, line), (pattern, line)
         for c in STORE:

@@ -22,6 +22,24 @@ PORT_PARAM = {"store": "local.store.port", "imap": "service.imap.port", "pop": "
 
 
 
+def seed_restart_sequence(old: dict[str, list[int]], store_check: bool) -> list[str]:
+    """The seed's log lines after `Watched 'imapd' ... exited abnormally`, as regular expressions.
+    STORE_CHECK: the built-in store's `checking store server status ... ready` line is expected."""
+    return [
+        r"Received request to restart:  store imap pop http",
+        r"Connecting to watcher \.\.\.",
+        rf"Stopping http server {old['http'][0]} \.+ done",
+        *[rf"Stopping pop server {p} \.+ done" for p in old["pop"]],
+        r"imap server is not running",
+        rf"Stopping store server {old['store'][0]} \.+ done",
+        r"Starting store server \.+ \d+",
+        *([r"checking store server status \.+ ready"] if store_check else []),
+        r"Starting imap server \.+ \d+",
+        r"Starting pop server \.+ \d+ \d+ \d+ \d+",
+        r"Starting http server \.+ \d+",
+    ]
+
+
 class Suite:
     def __init__(self, root, cli):
         self.root = root
