@@ -1,0 +1,66 @@
+"""msgsrv/tls.py: the self-signed certificate is made once, owner-only, and a real handshake works."""
+
+from __future__ import annotations
+
+import socket
+import stat
+import threading
+
+import pytest
+
+from msgsrv import tls
+from msgsrv.paths import ServerRoot
+
+
+class Cfg:
+    def __init__(self, **values):
+        self.values = values
+
+    def get_str(self, name, default=""):
+        return self.values.get(name, default)
+
+
+def test_self_signed_certificate_is_made_once_and_owner_only(tmp_path):
+    root = ServerRoot(tmp_path)
+    crt, key = tls.cert_paths(root, Cfg())
+    assert crt.exists() and key.exists()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    first = crt.read_bytes()
+    assert tls.cert_paths(root, Cfg()) == (crt, key)
+    assert crt.read_bytes() == first
+
+
+def test_one_of_file_and_key_is_an_error(tmp_path):
+    with pytest.raises(tls.TlsError, match="both"):
+        tls.cert_paths(ServerRoot(tmp_path), Cfg(**{"local.cert.file": "/x.pem"}))
+
+
+def test_unreadable_configured_certificate_names_the_file(tmp_path):
+    cfg = Cfg(**{"local.cert.file": str(tmp_path / "no.pem"), "local.cert.key": str(tmp_path / "no.key")})
+    with pytest.raises(tls.TlsError, match="no.pem"):
+        tls.server_context(ServerRoot(tmp_path), cfg)
+
+
+def test_handshake_with_the_client_context(tmp_path):
+    root = ServerRoot(tmp_path)
+    server_ctx = tls.server_context(root, Cfg())
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    got = {}
+
+    def serve():
+        conn, _ = lsock.accept()
+        with server_ctx.wrap_socket(conn, server_side=True) as s:
+            s.sendall(b"hello")
+
+    t = threading.Thread(target=serve)
+    t.start()
+    with socket.create_connection(lsock.getsockname(), timeout=5) as raw:
+        with tls.client_context(root).wrap_socket(raw) as s:
+            got["data"] = s.recv(5)
+            got["version"] = s.version()
+    t.join(5)
+    lsock.close()
+    assert got["data"] == b"hello"
+    assert got["version"] in ("TLSv1.2", "TLSv1.3")
