@@ -35,7 +35,7 @@ from msgsrv.config import catalogue
 from msgsrv.config.types import to_boolean
 from msgsrv.errors import OperationFailed
 from msgsrv.paths import ServerRoot
-from msgsrv.sched.cron import Schedule, parse
+from msgsrv.sched.cron import Schedule
 
 SOURCE = "imsched"
 PREFIX = "local.schedule."
@@ -43,6 +43,7 @@ STOP_GRACE = 1.0  # seconds a running task gets after SIGTERM before SIGKILL
 IDLE_TIMEOUT = 30.0  # health connections
 SHELL_WORDS = {">", ">>", "<", "|", "||", "&&", ";", "&", "2>", "2>&1"}
 # Programs of the suite that a relative command may name (lib/msprobe, sbin/mboxutil, ...).
+TASK_ROW = catalogue.lookup(PREFIX + "task")
 SUITE_PROGRAMS = {"msprobe": "msprobe", "mboxutil": "mboxutil", "configutil": "configutil",
                   "start-msg": "start_msg", "stop-msg": "stop_msg"}
 
@@ -76,8 +77,9 @@ def load_tasks(overrides: dict[str, str]) -> tuple[list[Task], list[str]]:
         text = entries[name]
         if not text.strip():
             continue
+        row = catalogue.EXACT.get(PREFIX + name, TASK_ROW)  # local.schedule.msprobe = 600: 600 lib/msprobe
         try:
-            tasks.append(Task(name, parse(text)))
+            tasks.append(Task(name, catalogue.parse(row, text)))
         except ValueError as e:
             problems.append(f"{PREFIX}{name}: {e}")
     return tasks, problems

@@ -70,7 +70,7 @@ def test_serverresponse_alarm_mail_format_and_rate_limit(root, fakes, smtp_sink)
 def test_diskavail_alarm_mail(root, smtp_sink):
     off = {n: "no" for n in ("local.ens.enable", "local.store.enable", "service.imap.enable", "service.pop.enable",
                              "service.http.enable", "local.sched.enable", "local.imta.enable", "local.cert.enable")}
-    configure(root, **off, **{"alarm.diskavail.msgalarmthreshold": 101, "alarm.msgalarmnoticehost": "127.0.0.1",
+    configure(root, **off, **{"alarm.diskavail.msgalarmthreshold": 100, "alarm.msgalarmnoticehost": "127.0.0.1",
                               "alarm.msgalarmnoticeport": smtp_sink.port})
     asyncio.run(run_pass(root))
     subjects = sorted(email.message_from_bytes(m[2])["Subject"] for m in smtp_sink.mails)
@@ -78,7 +78,7 @@ def test_diskavail_alarm_mail(root, smtp_sink):
     assert subjects[0].startswith('ALARM: percentage mail partition diskspace available of "queue" is ')
     assert subjects[1].startswith('ALARM: percentage mail partition diskspace available of "store" is ')
     body = email.message_from_bytes(smtp_sink.mails[0][2]).get_payload()
-    assert "Alarm condition is when under threshold of 101" in body
+    assert "Alarm condition is when under threshold of 100" in body
     assert "Monitoring interval: 3600 seconds" in body
 
 
