@@ -694,3 +694,15 @@ def test_setting_the_watcher_port_while_it_runs_says_when_it_takes_effect(cli, b
     finally:  # back to the port it listens on, so that stop-msg finds it on any branch
         assert cli("configutil", "-o", "local.watcher.port", "-v", str(old)).returncode == 0
         cli("stop-msg")
+
+
+# -- issue 11: "600 seconds", as the seed says ----------------------------------------------
+def test_msprobe_schedule_of_bare_seconds(cli):
+    ok(cli("configutil", "-o", "local.schedule.msprobe", "-v", "600"))
+    ok(cli("configutil", "-o", "local.schedule.msprobe"), "600\n")
+    ok(cli("configutil", "-V"))
+    r = cli("configutil", "-o", "local.schedule.msprobe", "-v", "601")
+    assert (r.returncode, r.stderr) == (2, "configutil: local.autorestart.timeout (600 s) must be at least the longest "
+                                           'gap between two msprobe runs (601 s from local.schedule.msprobe = "601")\n')
+    r = cli("imsched", "--list")
+    assert r.returncode == 0 and r.stdout.split("\t")[0] == "msprobe" and r.stdout.rstrip().endswith("\t600")

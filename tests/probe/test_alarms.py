@@ -88,3 +88,59 @@ def test_failed_send_is_logged_never_fatal(root, fakes):
     report = asyncio.run(run_pass(root, ["store"]))
     assert report.healthy
     assert any("unable to send alarm mail to 127.0.0.1:" in e for e in report.errors)
+
+
+# -- issue 11: the defaults deliver on a fresh machine; msprobe --test-alarm --------------------
+def test_default_target_is_the_suites_own_smtp_port_and_postmaster(root, smtp_sink, cli):
+    configure(root, **{"service.smtp.port": smtp_sink.port})  # the only setting: where our SMTP listens
+    r = cli("msprobe", "--test-alarm")
+    assert (r.returncode, r.stdout, r.stderr) == (
+        0, f"test alarm mail sent to postmaster@localhost through 127.0.0.1:{smtp_sink.port}\n", "")
+    [(sender, rcpts, content)] = smtp_sink.mails
+    assert (sender, rcpts) == ("postmaster@localhost", ["postmaster@localhost"])
+    msg = email.message_from_bytes(content)
+    assert msg["Subject"] == 'ALARM: test alarm sent by msprobe --test-alarm of "msprobe" is 1'
+    assert "Alarmid: test" in msg.get_payload()
+    assert not (root.data_dir / "alarms.json").exists()  # a test mail is neither counted nor rate-limited
+    assert cli("msprobe", "--test-alarm", "-q").stdout == "" and len(smtp_sink.mails) == 2
+
+
+def test_test_alarm_that_cannot_be_sent_is_one_line_exit_1(root, cli):
+    port = closed_port()
+    configure(root, **{"service.smtp.port": port})
+    r = cli("msprobe", "--test-alarm")
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1, "", f"msprobe: unable to send alarm mail to 127.0.0.1:{port}: connection refused\n")
+
+
+def test_test_alarm_reaches_the_builtin_dispatcher_and_the_store(root, cli):
+    """Through the real SMTP server of the suite into postmaster's mailbox. (The dispatcher's own
+    rule that postmaster is always a valid recipient is the SMTP work's; here the user exists.)"""
+    import os
+    import subprocess
+
+    from tests.conftest import command_path, free_ports, wait_for
+
+    smtp, lmtp = free_ports(2)
+    configure(root, **{"service.smtp.port": smtp, "service.lmtp.port": lmtp, "local.ens.enable": "no"})
+    assert cli("mboxutil", "-a", "postmaster", input="pw\n").returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MSGSRV_")}
+    env["MSGSRV_BASE"] = str(root.base)
+    server = subprocess.Popen([command_path("msgsrv-server"), "dispatcher"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def accepts():
+            try:
+                socket.create_connection(("127.0.0.1", smtp), timeout=0.5).close()
+                return True
+            except OSError:
+                return server.poll() is not None
+        wait_for(accepts, timeout=20)
+        assert server.poll() is None
+        r = cli("msprobe", "--test-alarm")
+        assert (r.returncode, r.stderr) == (0, ""), r.stderr
+        mails = [p for p in root.store_dir.rglob("*") if p.is_file() and b"msprobe --test-alarm" in p.read_bytes()]
+        assert len(mails) == 1 and "postmaster" in str(mails[0].relative_to(root.store_dir))
+    finally:
+        server.terminate()
+        server.wait(10)
