@@ -42,7 +42,10 @@ def _num(x) -> str:
 
 R, N = True, False  # refreshable / not refreshable
 DAY = 86400
-TIMEOUT = (0.01, 3600)  # seconds: above zero (0 would make every server hung) and at most an hour
+# seconds, at most an hour: a timeout of 0 would make every server hung, one under 0.1 s makes a
+# loaded machine's servers look hung; a threshold or a stop grace may be as short as 10 ms
+TIMEOUT = (0.1, 3600)
+SHORT = (0.01, 3600)
 
 _ROWS: tuple[tuple, ...] = (
     # -- watcher and restart policy (SPEC §1, reference §4.2, §5)
@@ -62,11 +65,11 @@ _ROWS: tuple[tuple, ...] = (
     ("service.readtimeout", "duration", "10", R, "Seconds without a response before a server counts as hung",
      *TIMEOUT),
     ("local.probe.warningthreshold", "duration", "5", R, "Response time in seconds above which msprobe warns",
-     *TIMEOUT),
+     *SHORT),
     ("local.probe.<svc>.timeout", "duration", None, R, "Probe timeout for one service (default: service.readtimeout)",
      *TIMEOUT),
     ("local.probe.<svc>.warningthreshold", "duration", None, R,
-     "Warning threshold for one service (default: local.probe.warningthreshold)", *TIMEOUT),
+     "Warning threshold for one service (default: local.probe.warningthreshold)", *SHORT),
     ("local.probe.<svc>.enable", "boolean", "yes", R,
      "Set to no to leave one service out of scheduled msprobe passes (e.g. lmtp in front of Postfix)"),
     ("local.probe.history.days", "integer", "30", R, "Days of response-time history msprobe keeps", 1, 3650),
@@ -108,7 +111,7 @@ _ROWS: tuple[tuple, ...] = (
     ("local.<component>.command", "string", "", N,
      "Run this command instead of the built-in server (e.g. a Dovecot command line)"),
     ("local.<component>.stoptimeout", "duration", "5", R,
-     "Seconds a server may take to exit after SIGTERM before it is killed", *TIMEOUT),
+     "Seconds a server may take to exit after SIGTERM before it is killed", *SHORT),
     ("local.<component>.starttimeout", "duration", "10", R, "Seconds a server may take to start accepting",
      *TIMEOUT),
     # -- alarms (reference §4.3)

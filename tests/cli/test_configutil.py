@@ -184,7 +184,7 @@ def test_H_with_prefix_and_marks(cli):
        "service.<svc>.numprocesses = 1 [NOT REFRESHABLE] [integer 1-64]\n")
     ok(cli("configutil", "-H", "-p", "service.readtimeout"), "service.readtimeout = 10\n")
     ok(cli("configutil", "-H", "-m", "-p", "service.readtimeout"),
-       "service.readtimeout = 10 [REFRESHABLE] [duration 0.01-3600]\n")
+       "service.readtimeout = 10 [REFRESHABLE] [duration 0.1-3600]\n")
 
 
 # -- import ------------------------------------------------------------------------
@@ -254,7 +254,7 @@ BAD_INPUT = [
      "99999999999999999999999999 is out of range (1-64)"),
     (["-o", "service.imap.numprocesses", "-v", "0"],
      "invalid value '0' for service.imap.numprocesses: 0 is out of range (1-64)"),
-    (["-o", "service.readtimeout", "-v", "0"], "invalid value '0' for service.readtimeout: 0 is out of range (0.01-3600)"),
+    (["-o", "service.readtimeout", "-v", "0"], "invalid value '0' for service.readtimeout: 0 is out of range (0.1-3600)"),
     (["-o", "local.probe.imap.timeout", "-v", "1e3"],
      "invalid value '1e3' for local.probe.imap.timeout: expected a number of seconds"),
     (["-o", "local.imap.stoptimeout", "-v", "86400"],
@@ -706,3 +706,62 @@ def test_msprobe_schedule_of_bare_seconds(cli):
                                            'gap between two msprobe runs (601 s from local.schedule.msprobe = "601")\n')
     r = cli("imsched", "--list")
     assert r.returncode == 0 and r.stdout.split("\t")[0] == "msprobe" and r.stdout.rstrip().endswith("\t600")
+
+
+# -- issue 11: any value configutil accepts lets start-msg start the watcher ------------------------
+ODD_TEXT = "line one\nline two \u00e9\u2028 \"quoted\" \\ back"
+INSTANCE = {"<svc>": "imap", "<component>": "store", "<task>": "backup"}
+
+
+def extreme_settings(which: str, ports: list[int]) -> dict[str, str]:
+    """Every catalogue parameter (patterns instantiated once) at an accepted extreme: numbers at the
+    low or high end of their range, booleans in odd spellings, strings with newlines and quotes;
+    the watcher's own ports free ones from PORTS (a busy port fails for its own reason)."""
+    out = {}
+    for p in catalogue.PARAMETERS:
+        name = p.name
+        for ph, v in INSTANCE.items():
+            name = name.replace(ph, v)
+        if p.lo is not None:
+            value = p.lo if which == "lo" else p.hi
+        else:
+            value = {"boolean": "ON" if which == "lo" else "true", "port": 1 if which == "lo" else 65535,
+                     "port_or_off": 0, "direction": -1 if which == "lo" else 1,
+                     "host": "127.0.0.1" if which == "lo" else "::1", "string": ODD_TEXT,
+                     "schedule": "0.1 /bin/true" if which == "lo" else "0 0 29 2 * /bin/true",
+                     "probe_schedule": "600"}[p.type]
+        out[name] = str(value)
+    out.update({"local.watcher.port": str(ports[0]), "local.watcher.enable": "yes", "local.autorestart.timeout": "600",
+                "local.schedule.msprobe.enable": "no", "local.cert.file": "", "local.cert.key": ""})
+    if which == "hi":
+        out["local.watcher.metricsport"] = str(ports[1])
+        out["local.autorestart.timeout"] = str(catalogue.lookup("local.autorestart.timeout").hi)
+    return out
+
+
+@pytest.mark.parametrize("which", ["lo", "hi"])
+def test_accepted_extremes_let_start_msg_start_the_watcher(cli, base, tmp_path, which):
+    """The real commands: configutil -i takes every parameter at an extreme of what it accepts,
+    -V agrees, and `start-msg watcher` starts a watcher that answers (the metrics port too)."""
+    from msgsrv.config import listing
+    from tests.conftest import free_ports
+
+    ports = free_ports(2)
+    settings = extreme_settings(which, ports)
+    f = tmp_path / "extremes.txt"
+    f.write_text("".join(listing.format_line(n, v) + "\n" for n, v in sorted(settings.items())))
+    ok(cli("configutil", "-i", str(f)))
+    ok(cli("configutil", "-V"))
+    r = cli("start-msg", "watcher")
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        import socket
+
+        socket.create_connection(("127.0.0.1", ports[0]), timeout=5).close()
+        if which == "hi":
+            import urllib.request
+
+            with urllib.request.urlopen(f"http://127.0.0.1:{ports[1]}/metrics", timeout=5) as resp:
+                assert resp.status == 200
+    finally:
+        cli("stop-msg")
