@@ -462,6 +462,21 @@ def test_50_concurrent_writers_lose_nothing(cli, store, base):
     assert [p.name for p in store.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 
+def test_50_concurrent_fast_path_writers_lose_nothing(cli, store):
+    """The same with names the line edit handles (no schedule, no cross-field rule)."""
+    ok(cli("configutil", "-o", "local.defdomain", "-v", "example.org"))
+    procs = [subprocess.Popen([command_path("configutil"), "-o", f"local.schedule.t{n}.enable", "-v", "no"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(1, 51)]
+    results = [(p.wait(timeout=60), p.stdout.read(), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert results == [(0, "", "")] * 50
+    assert tomllib.loads(store.read_text()) == {"local.defdomain": "example.org",
+                                                **{f"local.schedule.t{n}.enable": "no" for n in range(1, 51)}}
+    assert cached_get(store, "local.schedule.t42.enable") == (True, "no")
+
+
 WRITER = """\
 import sys
 import msgsrv.cli.configutil_cmd, tomlkit  # imported before "ready": the kills land in writes
