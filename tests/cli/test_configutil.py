@@ -328,13 +328,17 @@ def test_V_on_a_good_store(cli, hand_written):
 def test_V_reports_each_bad_parameter(cli, store):
     store.parent.mkdir(parents=True)
     store.write_text('# broken by hand\n"local.autorestart" = "maybe"\n"service.imap.port" = 70000\n'
-                     '"bogus.name" = "x"\n"local.defdomain" = "example.org"\n"local.autorestart.timeout" = 60\n')
+                     '"bogus.name" = "x"\n"local.defdomain" = "example.org"\n"local.autorestart.timeout" = 60\n'
+                     '"service.pop.numprocesses" = 99999\n"local.watcher.metricsport" = 70000\n')
     r = cli("configutil", "-V")
     assert (r.returncode, r.stdout) == (1, "")
     assert r.stderr == (
         "configutil: unknown parameter 'bogus.name'\n"
         f"configutil: invalid value 'maybe' for local.autorestart: {BOOLEAN}\n"
+        "configutil: invalid value '70000' for local.watcher.metricsport: "
+        "port 70000 is out of range (1-65535, or 0 for off)\n"
         "configutil: invalid value '70000' for service.imap.port: port 70000 is out of range (1-65535)\n"
+        "configutil: invalid value '99999' for service.pop.numprocesses: 99999 is out of range (1-64)\n"
         "configutil: local.autorestart.timeout (60 s) must be at least the longest gap between two msprobe runs "
         f'(600 s from local.schedule.msprobe = "{DEFAULT_SCHEDULE}")\n')
 
