@@ -54,25 +54,23 @@ def to_boolean(text: str) -> bool:
     raise ValueError(f"expected a boolean ({BOOLEAN_SPELLINGS})")
 
 
-def to_port(text: str) -> int:
+def _port(text: str, lowest: int, expected: str, out_of_range: str) -> int:
     t = text.strip()
     if not _is_integer(t):
-        raise ValueError(f"expected a port number ({PORT_RANGE})")
+        raise ValueError(f"expected {expected}")
     n = int(t, 10)
-    if not 1 <= n <= 65535:
-        raise ValueError(f"port {n} is out of range ({PORT_RANGE})")
+    if not lowest <= n <= 65535:
+        raise ValueError(f"port {n} is out of range ({out_of_range})")
     return n
+
+
+def to_port(text: str) -> int:
+    return _port(text, 1, f"a port number ({PORT_RANGE})", PORT_RANGE)
 
 
 def to_port_or_off(text: str) -> int:
     """A port, or 0 for "off" (local.watcher.metricsport)."""
-    t = text.strip()
-    if not _is_integer(t):
-        raise ValueError(f"expected a port number ({PORT_RANGE}) or 0 (off)")
-    n = int(t, 10)
-    if not 0 <= n <= 65535:
-        raise ValueError(f"port {n} is out of range ({PORT_RANGE}, or 0 for off)")
-    return n
+    return _port(text, 0, f"a port number ({PORT_RANGE}) or 0 (off)", f"{PORT_RANGE}, or 0 for off")
 
 
 def to_duration(text: str) -> int | float:
