@@ -750,10 +750,15 @@ def extreme_settings(which: str, ports: list[int]) -> dict[str, str]:
                      "schedule": "0.1 /bin/true" if which == "lo" else "0 0 29 2 * /bin/true",
                      "probe_schedule": "600"}[p.type]
         out[name] = str(value)
-    out.update({"local.watcher.port": str(ports[0]), "local.watcher.enable": "yes", "local.autorestart.timeout": "600",
+    out.update({"local.watcher.enable": "yes", "local.autorestart.timeout": "600",
                 "local.schedule.msprobe.enable": "no", "local.cert.file": "", "local.cert.key": ""})
+    # the ports the watcher itself binds at start: free ones (0 = off stays off in "lo")
+    free = iter(ports)
+    for p in catalogue.PARAMETERS:
+        if p.name.startswith("local.watcher.") and p.type in ("port", "port_or_off"):
+            if p.type == "port" or which == "hi":
+                out[p.name] = str(next(free))
     if which == "hi":
-        out["local.watcher.metricsport"] = str(ports[1])
         out["local.autorestart.timeout"] = str(catalogue.lookup("local.autorestart.timeout").hi)
     return out
 
@@ -765,7 +770,7 @@ def test_accepted_extremes_let_start_msg_start_the_watcher(cli, base, tmp_path, 
     from msgsrv.config import listing
     from tests.conftest import free_ports
 
-    ports = free_ports(2)
+    ports = free_ports(8)
     settings = extreme_settings(which, ports)
     f = tmp_path / "extremes.txt"
     f.write_text("".join(listing.format_line(n, v) + "\n" for n, v in sorted(settings.items())))
@@ -776,11 +781,12 @@ def test_accepted_extremes_let_start_msg_start_the_watcher(cli, base, tmp_path, 
         assert r.returncode == 0, r.stdout + r.stderr
         import socket
 
-        socket.create_connection(("127.0.0.1", ports[0]), timeout=5).close()
+        socket.create_connection(("127.0.0.1", int(settings["local.watcher.port"])), timeout=5).close()
         if which == "hi":
             import urllib.request
 
-            with urllib.request.urlopen(f"http://127.0.0.1:{ports[1]}/metrics", timeout=5) as resp:
+            metrics = int(settings["local.watcher.metricsport"])
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as resp:
                 assert resp.status == 200
     finally:
         cli("stop-msg")
