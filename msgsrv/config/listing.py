@@ -7,9 +7,10 @@
 
 A value is written bare when it is non-empty and holds no white space, quote, backslash or
 unprintable character; otherwise it is put in double quotes, with `\\\\`, `\\"`, `\\n`, `\\t`,
-`\\r` and `\\uXXXX` / `\\UXXXXXXXX` escapes for the rest (every character that str.isprintable()
-refuses, so a listing line never spans two lines, not even for U+2028). Marks in brackets may
-follow the value; reading a line gives them back so the caller can skip `[DEFAULT]` lines.
+`\\r`, and `\\u` with 4 or `\\U` with 8 hex digits for the rest (every character that
+str.isprintable() refuses, so a listing line never spans two lines, not even for U+2028).
+Marks in brackets may follow the value; reading a line gives them back so the caller can skip
+`[DEFAULT]` lines.
 
 Lines written by hand keep the original's looser form: `name=value` with no quoting, spaces
 inside the value allowed (`local.queuedir=/var/my queue`).
