@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 BIN = Path(sys.executable).parent  # the venv's console scripts (pip install -e .)
@@ -84,6 +85,22 @@ def wait_for(pred, timeout: float = 10.0, every: float = 0.02):
         if time.monotonic() > end:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(every)
+
+
+def held_by(pids, socks) -> bool:
+    """True once the processes PIDS have accepted every client socket in SOCKS (the server end of each
+    connection is an open socket of one of them). Wait on this before asserting that a server stays
+    silent, so the silence is measured from the moment the server holds the connection."""
+    ours = {s.getsockname() for s in socks}
+    theirs = set()
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            conns = p.net_connections("tcp") if hasattr(p, "net_connections") else p.connections("tcp")
+        except psutil.Error:
+            continue
+        theirs.update(tuple(k.raddr) for k in conns if k.raddr)
+    return ours <= theirs
 
 
 def command_path(name: str) -> str:
