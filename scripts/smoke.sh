@@ -16,13 +16,15 @@ VENV="$WORK/venv"
 
 log() { echo "smoke: $*" >&2; }
 
-# The environment of a first-time user: the fresh HOME, the fresh venv first on PATH, nothing of
-# ours (MSGSRV_*, coverage, a virtualenv); pip's machine settings (PIP_*) are kept.
+# run SECONDS COMMAND: COMMAND in the environment of a first-time user (the fresh HOME, the fresh
+# venv first on PATH, nothing of ours: MSGSRV_*, coverage, a virtualenv; pip's machine settings,
+# PIP_*, are kept), in the clone, stopped after SECONDS.
 run() {
     local pipvars=()
     while IFS= read -r v; do pipvars+=("$v"); done < <(env | grep '^PIP_' || true)
-    (cd "$WORK/src" && env -i HOME="$HOME_DIR" PATH="$VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-        LANG=C.UTF-8 TERM=dumb "${pipvars[@]}" bash -c "$1")
+    (cd "$WORK/src" && timeout --kill-after=10 "$1" env -i HOME="$HOME_DIR" \
+        PATH="$VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+        LANG=C.UTF-8 TERM=dumb "${pipvars[@]}" bash -c "$2")
 }
 
 # Pids of every process of this run (HOME in its environment is ours), one per line.
@@ -71,15 +73,15 @@ EOF
 
 python3 -m venv "$VENV"
 log "\$ pip install . && start-msg"
-run 'pip install -q . && start-msg' || fail "pip install . && start-msg exited $?"
-where=$(run 'cd / && python -c "import msgsrv; print(msgsrv.__file__)"')
+run 600 'pip install . && start-msg' || fail "pip install . && start-msg exited $?"
+where=$(run 60 'cd / && python -c "import msgsrv; print(msgsrv.__file__)"')
 case "$where" in "$VENV"/lib/*/site-packages/msgsrv/__init__.py) ;; *) fail "msgsrv is imported from $where, not the venv" ;; esac
 
 log "\$ msprobe"
-run 'msprobe' || fail "msprobe exited $?"
+run 120 'msprobe' || fail "msprobe exited $?"
 
 log "\$ stop-msg"
-run 'stop-msg' || fail "stop-msg exited $?"
+run 120 'stop-msg' || fail "stop-msg exited $?"
 
 # stop-msg returns once the watcher is gone; give the last exits a moment to be reaped.
 deadline=$(( $(date +%s) + 10 ))
