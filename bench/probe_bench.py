@@ -97,7 +97,7 @@ def imsched_cpu(fs: FakeServers, command: str, seconds: float) -> tuple[float, i
 def suite_heal(timeout: float) -> float:
     """hang -> answering again, through imsched + msprobe + the watcher (built-in servers)."""
     sys.path.insert(0, str(REPO))
-    from tests.conftest import command_path, free_ports
+    from tests.conftest import command_path, free_ports, wait_for
 
     base = Path(tempfile.mkdtemp(prefix="probe-bench-suite-"))
     env = dict(os.environ, MSGSRV_BASE=str(base))
@@ -118,17 +118,18 @@ def suite_heal(timeout: float) -> float:
         port = int(sets["service.imap.port"])
         root.fault_file("imap").write_text("hang\n")
         t0 = time.monotonic()
-        while "Received request to restart" not in root.watcher_log.read_text():
-            time.sleep(0.02)
+        # imsched probes every second; the watcher restarts the group within a few more
+        wait_for(lambda: "Received request to restart" in root.watcher_log.read_text(), timeout=30 + timeout)
         root.fault_file("imap").unlink()
-        while True:
+
+        def greets() -> bool:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                    if s.recv(64).startswith(b"* OK"):
-                        break
+                    return s.recv(64).startswith(b"* OK")
             except OSError:
-                pass
-            time.sleep(0.02)
+                return False
+
+        wait_for(greets, timeout=30)
         return time.monotonic() - t0
     finally:
         subprocess.run([command_path("stop-msg")], env=env, capture_output=True)
