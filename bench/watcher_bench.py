@@ -26,7 +26,8 @@ import psutil
 BIN = Path(sys.executable).parent
 PARAMS = ("local.watcher.port", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port",
           "service.smtp.port", "service.lmtp.port", "local.ens.port", "local.job_controller.port",
-          "local.cert.port", "local.sched.port")
+          "local.cert.port", "local.sched.port", "service.imap.sslport", "service.pop.sslport",
+          "service.http.sslport", "service.smtp.sslport")
 
 
 def free_ports(n):
