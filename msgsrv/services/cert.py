@@ -53,13 +53,15 @@ class CertService(HealthService):
         self._checked: tuple | None = None  # (cert stat, key stat) of the last check
         self._problem = ""
 
-    async def prepare(self) -> None:
-        # issue 13: the cert component creates the suite's certificate on first start
+    async def bind(self) -> None:
+        # issue 13: the cert component creates the suite's certificate on first start, before it
+        # accepts connections (so a client of its port finds the certificate made)
         if not any(tls.configured(self.config)):
             tls.ensure_self_signed(self.root)
         problem = self.problem()
         if problem:
             self.log(f"certificate problem: {problem}", "Error")
+        await super().bind()
 
     def problem(self) -> str:
         """'' when the certificate in force is usable, else the reason (naming the file)."""
