@@ -218,6 +218,38 @@ def _secure(server) -> bool:
     return server.transport is not None and server.transport.get_extra_info("ssl_object") is not None
 
 
+async def read_data(reader: asyncio.StreamReader, size_limit: int, line_limit: int) -> tuple[bytes, str]:
+    """The message of a DATA command (RFC 5321 §4.1.1.4), dot-stuffing undone (§4.5.2).
+
+    Returns (content, '') or (b'', the error reply) when the message is over SIZE_LIMIT octets
+    (552) or has a line over LINE_LIMIT octets with its CRLF (500); either way the whole message
+    has been read up to its terminating `.` line. It reads up to each `.CRLF` (a few large reads,
+    not one await per line, which is what aiosmtpd's own loop costs) and checks that a CRLF
+    comes before it; the CRLF that ended the DATA command counts for a message that is empty.
+    """
+    buf = bytearray()
+    kept = 0  # octets dropped from the front of buf once the message is known to be too big
+    while True:
+        try:
+            buf += await reader.readuntil(b".\r\n")
+        except asyncio.LimitOverrunError as e:  # no ".\r\n" within the reader's limit yet
+            buf += await reader.readexactly(e.consumed)
+        else:
+            if len(buf) + kept == 3 or buf[-5:-3] == b"\r\n":
+                break
+        if size_limit and kept + len(buf) > size_limit + 5:
+            kept += len(buf) - 5  # RFC 5321 §4.5.3.1.7: read it all, keep none of it
+            del buf[:-5]
+    if kept:
+        return b"", "552 5.3.4 Error: too much mail data"
+    content = bytes((b"\r\n" + buf[:-3]).replace(b"\r\n.", b"\r\n")[2:])
+    if size_limit and len(content) > size_limit:
+        return b"", "552 5.3.4 Error: too much mail data"
+    if content and max(map(len, content.split(b"\r\n"))) + 2 > line_limit:
+        return b"", "500 5.5.2 Line too long (see RFC5321 4.5.3.1.6)"
+    return content, ""
+
+
 def protocol_class(base: type) -> type:
     """BASE (aiosmtpd SMTP or LMTP) with connection tracking (for the drain) and RFC 2034 codes."""
 
@@ -259,6 +291,31 @@ def protocol_class(base: type) -> type:
 
         async def smtp_RCPT(self, arg):
             await self._answer("RCPT", super().smtp_RCPT, arg)
+
+        async def smtp_DATA(self, arg):
+            # aiosmtpd's checks and replies, with read_data() taking the message in
+            if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+                return
+            if not self.envelope.rcpt_tos:
+                await self.push("503 Error: need RCPT command")
+                return
+            if arg:
+                await self.push("501 Syntax: DATA")
+                return
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            try:
+                content, problem = await read_data(self._reader, self.data_size_limit, self.line_length_limit)
+            except asyncio.IncompleteReadError:  # the client went away mid-message: nothing was accepted
+                self.transport.close()
+                return
+            if problem:
+                self._set_post_data_state()
+                await self.push(problem)
+                return
+            self.envelope.content = self.envelope.original_content = content
+            status = await self._call_handler_hook("DATA")
+            self._set_post_data_state()
+            await self.push(status)
 
         if base.__name__ == "LMTP":
             async def smtp_LHLO(self, arg):
