@@ -214,6 +214,15 @@ def _peer_address(session) -> str:
     return session.peer[0] if session.peer else "unknown"
 
 
+def _stamp(path) -> tuple:
+    """What changes when the file at PATH is written or replaced; () when it is missing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ()
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def _secure(server) -> bool:
     return server.transport is not None and server.transport.get_extra_info("ssl_object") is not None
 
@@ -391,22 +400,14 @@ class DispatcherService(Service):
         """The users file's names, read again only when the file changes."""
         from msgsrv.store.users import Users
 
-        try:
-            st = os.stat(self.root.users_file)
-            seen = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except OSError:
-            seen = ()
+        seen = _stamp(self.root.users_file)
         if seen != self._users[0]:
             self._users = (seen, frozenset(Users(self.root).list()) if seen else frozenset())
         return self._users[1]
 
     def local_domains(self) -> frozenset[str]:
         """service.defaultdomain (or the host name), local.domains, the host name, localhost."""
-        try:
-            st = os.stat(self.root.config_file)
-            seen = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except OSError:
-            seen = ()
+        seen = _stamp(self.root.config_file)
         if seen != self._domains[0]:
             self.config.refresh()
             names = {self.config.get_str("service.defaultdomain", ""), self.hostname, "localhost"}
