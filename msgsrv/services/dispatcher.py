@@ -59,6 +59,10 @@ _DEFAULT_ENHANCED = {
     "555": "5.5.4",
 }
 _ENHANCED_250 = {"MAIL": "2.1.0", "RCPT": "2.1.5"}
+# `<dot-atom@dot-atom>` or `<>`, then the parameters: the paths nearly every client sends (RFC 5321
+# §4.1.2); anything else goes to aiosmtpd's full parser (the email package's)
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_PATH = re.compile(rf"\s*<((?:{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)?)>(.*)", re.S)
 
 
 def with_enhanced_code(reply: str, command: str) -> str:
@@ -281,6 +285,14 @@ def protocol_class(base: type) -> type:
                 return await super().push(status)
             lines = status.split("\r\n")
             return await super().push("\r\n".join(with_enhanced_code(line, self._answering) for line in lines))
+
+        def _getaddr(self, arg):
+            # aiosmtpd parses every MAIL/RCPT path with the email package's header parser, a fifth of
+            # the dispatcher's CPU per message; the plain forms are matched here with the same result
+            m = _SIMPLE_PATH.fullmatch(arg) if arg else None
+            if m is None:
+                return super()._getaddr(arg)
+            return m.group(1) or "<>", m.group(2).lstrip()
 
         async def _answer(self, command: str, method, arg) -> None:
             self._answering = command

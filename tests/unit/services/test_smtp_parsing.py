@@ -1,5 +1,6 @@
-"""msgsrv/services/dispatcher.py read_data: the DATA reader agrees with RFC 5321 §4.5.2 and leaves
-what follows the message (a pipelined command) unread."""
+"""msgsrv/services/dispatcher.py's own parsing: read_data (the DATA reader agrees with RFC 5321
+§4.5.2 and leaves what follows the message, a pipelined command, unread) and the fast path for
+MAIL/RCPT paths (it agrees with aiosmtpd's parser)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,23 @@ def test_over_the_size_limit_is_read_to_the_end_and_refused():
 def test_a_line_over_1000_octets_is_refused():
     content, problem, rest = run(b"ok\r\n" + b"w" * 1200 + b"\r\n.\r\nNOOP\r\n")
     assert problem.startswith("500 5.5.2 Line too long") and rest == b"NOOP\r\n"
+
+
+@pytest.mark.parametrize("arg", [
+    "<alice@example.org>", "<alice@example.org> SIZE=100", "<> SIZE=1", "<>", " <a.b+c@x.y>  BODY=8BITMIME",
+    "<bob@example.org>SIZE=1", "<a@b> ", "<A@B.ORG>", "<a..b@x>", "<.a@x>", "<a@x.>", "<a@[1.2.3.4]>",
+    '<"q x"@y>', "<alice>", "alice@example.org", "<a@b", "<a b@c>", "<jörg@example.org>",
+])
+def test_the_fast_path_parser_agrees_with_aiosmtpd(arg):
+    """The dispatcher's plain-path matcher gives what aiosmtpd's own parser gives (parameters compared
+    as aiosmtpd uses them: split on white space)."""
+    from aiosmtpd.smtp import SMTP
+
+    from msgsrv.services.dispatcher import protocol_class
+
+    class Handler:
+        pass
+
+    ours = protocol_class(SMTP)(Handler())._getaddr(arg)
+    theirs = SMTP(Handler())._getaddr(arg)
+    assert (ours[0], (ours[1] or "").split()) == (theirs[0], (theirs[1] or "").split())
