@@ -65,8 +65,28 @@ def cert_paths(root: ServerRoot, config) -> tuple[Path, Path]:
         return Path(cert), Path(key)
     crt, k = default_paths(root)
     if not (crt.exists() and k.exists()):
-        ensure_self_signed(root)
+        _make_in_child(root)
     return crt, k
+
+
+def _make_in_child(root: ServerRoot) -> None:
+    """ensure_self_signed in a short-lived process: a server that happens to start before certd
+    does not keep the cryptography package (~14 MB) in memory for the rest of its life."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pathlib; from msgsrv.paths import ServerRoot; from msgsrv.tls import ensure_self_signed; "
+            "ensure_self_signed(ServerRoot(pathlib.Path(sys.argv[1])))")
+    here = str(Path(__file__).resolve().parent.parent)  # also when msgsrv runs from a checkout, not installed
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p))
+    try:
+        r = subprocess.run([sys.executable, "-c", code, str(root.base)], capture_output=True, text=True,
+                           timeout=120, env=env)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise TlsError(f"unable to make the self-signed certificate: {e}") from None
+    if r.returncode != 0:
+        why = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+        raise TlsError(f"unable to make the self-signed certificate: {why}")
 
 
 def certificate_info(path: Path) -> CertInfo:

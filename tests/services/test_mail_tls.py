@@ -42,6 +42,13 @@ def test_cert_component_creates_the_certificate_on_first_start_and_reports_it(ma
     assert crt.read_bytes() == first
 
 
+def test_a_server_that_makes_the_certificate_does_not_keep_cryptography_loaded(mailroot):
+    proc = mailroot.spawn("pop")  # before certd: popd has the certificate made, in a child process
+    assert tls.default_paths(mailroot.root)[0].exists()
+    with open(f"/proc/{proc.pid}/maps") as f:
+        assert "cryptography" not in f.read()  # ~14 MB that popd would otherwise carry
+
+
 def test_servers_started_together_share_one_certificate(mailroot):
     for c in ("cert", "pop", "dispatcher"):
         mailroot.spawn(c, wait=False)
