@@ -1,21 +1,28 @@
-"""Store: the on-disk message store under `data/store/` (SPEC §3 "Built-in services").
+"""Store: the message store under `data/store/`, kept as standard Maildir++ (SPEC §4 "Store").
 
-Layout, maildir-like (one folder per user and mailbox; directories 0700, files 0600)::
+Layout (directories 0700, files 0600), the one Dovecot reads with `mail_location =
+maildir:<server root>/data/store/%u`, so either server can serve the same mailboxes::
 
-    data/store/<user>/<mailbox>/
-        tmp/                          deliveries being written
-        cur/<uid>,S=<size>:2,<flags>  one file per message (Maildir++ size, Maildir flags)
-        uidvalidity                   decimal, written once when the mailbox is created
-        uidnext                       decimal, next UID; also the mailbox lock (flock)
+    data/store/<user>/                the user's INBOX and the root of their folders
+        cur/ new/ tmp/                messages (file names: msgsrv/store/maildirname.py)
+        dovecot-uidlist               UIDs and UIDVALIDITY (msgsrv/store/uidlist.py)
+        dovecot-keywords              keyword letters a-z
+        dovecot-uidvalidity           the last UIDVALIDITY handed out for this user (hex)
+        subscriptions                 subscribed mailbox names, one per line
+        msgsrv-recent                 the first UID still \\Recent (msgsrv's own; Dovecot ignores it)
+        msgsrv-lock, msgsrv-userlock  flock targets (mailbox lock, user lock)
+        .Sent/  .Sent.2024/           folder "Sent" and its child "Sent.2024" (maildirfolder marker)
 
-Mailbox names are percent-encoded into one directory name ("Sent Items" -> "Sent%20Items",
-"a/b" -> "a%2Fb"); `INBOX` is case-insensitive (RFC 3501 §5.1). Messages are stored with CRLF
-line ends, so sizes are the octet counts IMAP and POP send.
+The hierarchy delimiter is `.` (Dovecot's and Courier's for Maildir++); a `/` given to this API is
+taken as the delimiter too, so `mboxutil -c user/alice/a/b` makes `a.b`. INBOX is case-insensitive
+(RFC 3501 §5.1). Messages are stored with CRLF line ends, so sizes are the octets IMAP and POP send.
 
-Delivery is atomic: the message is written and fsynced under `tmp/`, then, holding the mailbox
-lock, renamed into `cur/` under the next UID. A reader sees a whole message or none. Flags are
-changed by renaming the file (Maildir letters: D=\\Draft F=\\Flagged R=\\Answered S=\\Seen
-T=\\Deleted), expunge unlinks the files marked T.
+Delivery is atomic and durable: the message is written and fsynced under `tmp/`, then, holding the
+mailbox lock, renamed into `new/` (or `cur/` when it has flags), the directory fsynced, and its UID
+appended to dovecot-uidlist. A reader sees a whole message or none; a crash between the rename and
+the UID record leaves a message that the next reader numbers, so nothing accepted is lost. Flags
+live in the file name (renames), expunge unlinks, and a UIDVALIDITY is never handed out twice for
+a user, so a name re-created after DELETE never repeats one (RFC 3501 §2.3.1.1).
 
 API (used by imapd, popd, the dispatcher and mboxutil)::
 
@@ -23,35 +30,42 @@ API (used by imapd, popd, the dispatcher and mboxutil)::
     store.mailboxes("alice")                    # -> ["INBOX", "Sent", ...]
     store.create("alice", "Sent")               # MailboxError if it exists
     store.delete("alice", "Sent")               # MailboxError for INBOX or unknown
+    store.rename("alice", "Sent", "Old")        # children move along; INBOX: its messages move
+    store.subscriptions("alice"); store.subscribe("alice", "Sent", on=True)
     uid = store.deliver("alice", b"...")        # into INBOX (created on first delivery)
     store.messages("alice", "INBOX")            # -> [Message(uid, size, flags, path), ...]
     box = store.mailbox("alice", "INBOX")       # a Mailbox: messages(), message(uid), read(uid),
-                                                #   set_flags(), expunge(), remove(uids),
-                                                #   uidvalidity, uidnext
+                                                #   deliver(), copy_in(), set_flags(), expunge(),
+                                                #   remove(uids), uidvalidity, uidnext, recent
     store.users()                               # user names that have a store folder
     store.delete_user("alice")                  # every mailbox of the user
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
-import itertools
 import os
 import shutil
 import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, unquote
 
 from msgsrv.errors import OperationFailed
 from msgsrv.paths import ServerRoot
+from msgsrv.store import maildirname as mn
+from msgsrv.store.uidlist import KEYWORDS, UIDLIST, Uidlist, read_keywords, write_keywords
 from msgsrv.store.users import valid_name
 
 INBOX = "INBOX"
-FLAG_LETTERS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S", "\\Deleted": "T"}
-LETTER_FLAGS = {v: k for k, v in FLAG_LETTERS.items()}
-SYSTEM_FLAGS = frozenset(FLAG_LETTERS)
-_counter = itertools.count()
+SEP = "."
+FLAG_LETTERS = mn.FLAG_LETTERS
+SYSTEM_FLAGS = mn.SYSTEM_FLAGS
+MAX_NAME = 200  # characters of a mailbox name (a directory name is at most 255 octets)
+FRESH = 2_000_000_000  # ns: a directory changed this recently is listed again (same-tick renames)
 
 
 class MailboxError(OperationFailed):
@@ -71,15 +85,19 @@ class Message:
 
 
 def canonical(mbox: str) -> str:
-    """RFC 3501 §5.1: INBOX in any case is INBOX; other names are kept as given."""
-    return INBOX if mbox.upper() == INBOX else mbox
+    """RFC 3501 §5.1: INBOX in any case is INBOX (also as the first level); `/` is the delimiter."""
+    mbox = mbox.replace("/", SEP)
+    head, sep, rest = mbox.partition(SEP)
+    return INBOX + sep + rest if head.upper() == INBOX else mbox
 
 
-def _dir_name(mbox: str) -> str:
-    mbox = canonical(mbox)
-    if not mbox or mbox in (".", "..") or any(ord(ch) < 32 or ord(ch) == 127 for ch in mbox) or len(mbox) > 200:
-        raise MailboxError(f"invalid mailbox name {mbox!r}")
-    return quote(mbox, safe="")
+def valid_mailbox_name(mbox: str) -> bool:
+    """A name the store can hold: non-empty levels, no control characters, not too long."""
+    if not mbox or len(mbox) > MAX_NAME or mbox.startswith("~"):
+        return False
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in mbox):
+        return False
+    return all(level and level not in (".", "..") for level in mbox.split(SEP))
 
 
 def normalize_crlf(data: bytes) -> bytes:
@@ -89,38 +107,56 @@ def normalize_crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def _file_name(uid: int, size: int, flags: frozenset[str]) -> str:
-    letters = "".join(sorted(FLAG_LETTERS[f] for f in flags if f in FLAG_LETTERS))
-    return f"{uid},S={size}:2,{letters}"
-
-
-def _parse_name(name: str) -> tuple[int, int, frozenset[str]] | None:
-    try:
-        head, _, letters = name.partition(":2,")
-        uid_text, _, size_text = head.partition(",S=")
-        return int(uid_text), int(size_text), frozenset(LETTER_FLAGS[c] for c in letters if c in LETTER_FLAGS)
-    except ValueError:
-        return None
-
-
-def _write_file(path: Path, data: bytes) -> None:
+def _write_file(path: Path, data: bytes, mtime: float | None = None) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
         os.fsync(fd)  # RFC 5321 §6.1: once accepted, a message must not be lost
+        if mtime is not None:
+            os.utime(fd, (mtime, mtime))  # INTERNALDATE is the file's mtime (as in Dovecot)
     finally:
         os.close(fd)
 
 
-class Mailbox:
-    """One mailbox folder. Reading needs no lock; UID allocation and flag changes take it."""
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
-    def __init__(self, path: Path, name: str):
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[int]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _mkdir(path: Path) -> None:
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+
+
+class Mailbox:
+    """One maildir. Reading needs no lock; UID allocation, flag changes and expunges take it."""
+
+    def __init__(self, user_dir: Path, path: Path, name: str):
+        self.user_dir = user_dir
         self.path = path
         self.name = name
-        self._names: dict[int, str] = {}  # uid -> current file name, refreshed by messages()
+        self._uidlist = Uidlist(path / UIDLIST)
+        self._files: dict[str, tuple[str, str]] = {}  # base name -> (subdir, file name)
+        self._stamps: tuple = ()
+        self._keywords: list[str] = []
+        self._kw_stamp: tuple = ()
+        self._msgs: list[Message] | None = None
+        self._by_uid: dict[int, Message] = {}
 
     @property
     def cur(self) -> Path:
@@ -130,167 +166,365 @@ class Mailbox:
         return (self.path / "cur").is_dir()
 
     def ensure(self) -> Mailbox:
-        """Create the folder (idempotent); a new mailbox gets a UIDVALIDITY (RFC 3501 §2.3.1.1)."""
-        if self.exists():
+        """Create the maildir (idempotent); a new one gets a fresh UIDVALIDITY (RFC 3501 §2.3.1.1)."""
+        if self.exists() and (self.path / UIDLIST).exists():
             return self
-        self.path.parent.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for d in (self.path.parent, self.path, self.path / "tmp", self.path / "cur"):
-            d.mkdir(mode=0o700, exist_ok=True)  # each level 0700, whatever the umask
-        validity = self.path / "uidvalidity"
-        try:
-            fd = os.open(validity, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except FileExistsError:
-            return self
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{int(time.time())}\n")
+        self.user_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _mkdir(self.user_dir)
+        for d in (self.path, self.path / "tmp", self.path / "new", self.path / "cur"):
+            _mkdir(d)
+        if self.path != self.user_dir:
+            (self.path / "maildirfolder").touch(0o600)
+        with self.locked():
+            self._uidlist.refresh()
+            if not self._uidlist.validity:
+                self._uidlist.create(_next_uidvalidity(self.user_dir))
         return self
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the mailbox lock (flock on msgsrv-lock) for the block."""
+        with _flock(self.path / "msgsrv-lock"):
+            yield
+
+    # -- reading --------------------------------------------------------------------------------
     @property
     def uidvalidity(self) -> int:
-        try:
-            return int((self.path / "uidvalidity").read_text().strip() or 1)
-        except (OSError, ValueError):
-            return 1
+        self.messages()
+        return self._uidlist.validity
 
     @property
     def uidnext(self) -> int:
-        try:
-            text = (self.path / "uidnext").read_text().strip()
-            return max(int(text), self._max_uid() + 1) if text else self._max_uid() + 1
-        except (OSError, ValueError):
-            return self._max_uid() + 1
+        self.messages()
+        return self._uidlist.next_uid
 
-    def _max_uid(self) -> int:
-        return max((m.uid for m in self.messages()), default=0)
-
-    # -- reading -------------------------------------------------------------------
-    def messages(self) -> list[Message]:
-        """Messages in UID order (ascending), read from the directory now."""
+    def keywords(self) -> list[str]:
+        """The keywords that messages of this mailbox may carry (index = file-name letter)."""
+        path = self.path / KEYWORDS
         try:
-            names = os.listdir(self.cur)
+            st = path.stat()
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
+            stamp = ()
+        if stamp != self._kw_stamp:
+            self._keywords, self._kw_stamp = read_keywords(path), stamp
+        return self._keywords
+
+    def _list_dirs(self) -> bool:
+        """List new/ and cur/ again unless both are unchanged since the last listing."""
+        try:
+            st_new, st_cur = os.stat(self.path / "new"), os.stat(self.path / "cur")
+        except (FileNotFoundError, NotADirectoryError):
             raise MailboxError(f"no such mailbox {self.name!r}") from None
+        now = time.time_ns()
+        stamps = (st_new.st_ino, st_new.st_mtime_ns, st_cur.st_ino, st_cur.st_mtime_ns)
+        fresh = now - max(st_new.st_mtime_ns, st_cur.st_mtime_ns) < FRESH
+        if stamps == self._stamps and not fresh:
+            return False
+        files = {}
+        for sub in ("new", "cur"):
+            try:
+                names = os.listdir(self.path / sub)
+            except FileNotFoundError:
+                raise MailboxError(f"no such mailbox {self.name!r}") from None
+            for name in names:
+                if not name.startswith("."):
+                    files[mn.split(name)[0]] = (sub, name)
+        self._files, self._stamps = files, stamps
+        return True
+
+    def messages(self) -> list[Message]:
+        """Messages in UID order (ascending), as they are on disk now; new files get UIDs."""
+        listed = self._list_dirs()
+        changed = self._uidlist.refresh()
+        if not self._uidlist.validity or any(b not in self._uidlist.records for b in self._files):
+            with self.locked():
+                self._uidlist.refresh()
+                if not self._uidlist.validity:
+                    self._uidlist.create(_next_uidvalidity(self.user_dir))
+                known = self._uidlist.records
+                unknown = sorted(b for b in self._files if b not in known)
+                if unknown:
+                    self._uidlist.append(unknown)
+            changed = True
+        kw_before = self._keywords
+        keywords = self.keywords()
+        if self._msgs is not None and not listed and not changed and keywords is kw_before:
+            return self._msgs
+        records = self._uidlist.records
         out = []
-        self._names = {}
-        for name in names:
-            parsed = _parse_name(name)
-            if parsed is not None:
-                uid, size, flags = parsed
-                self._names[uid] = name
-                out.append(Message(uid, size, flags, self.cur / name))
+        for base, (sub, name) in self._files.items():
+            uid = records.get(base)
+            if uid is None:
+                continue
+            info = mn.split(name)[1]
+            size = mn.size_of(base)
+            path = self.path / sub / name
+            if size is None:
+                try:
+                    size = path.stat().st_size
+                except FileNotFoundError:
+                    continue
+            out.append(Message(uid, size, mn.flags_of(info, keywords), path))
         out.sort(key=lambda m: m.uid)
+        self._msgs = out
+        self._by_uid = {m.uid: m for m in out}
         return out
 
-    def _path(self, uid: int) -> Path:
-        name = self._names.get(uid)
-        if name is None:
-            self.messages()
-            name = self._names.get(uid)
-            if name is None:
-                raise MailboxError(f"no message with UID {uid} in {self.name!r}")
-        return self.cur / name
-
     def message(self, uid: int) -> Message:
-        """The Message with UID, from the last listing (re-listed when UID is not in it)."""
-        path = self._path(uid)
-        _, size, flags = _parse_name(path.name)
-        return Message(uid, size, flags, path)
+        """The Message with UID, from the last listing (listed again when UID is not in it)."""
+        msg = self._by_uid.get(uid)
+        if msg is None:
+            self.messages()
+            msg = self._by_uid.get(uid)
+            if msg is None:
+                raise MailboxError(f"no message with UID {uid} in {self.name!r}")
+        return msg
+
+    def _refetch(self, uid: int) -> None:
+        """Forget the listing: the file of UID moved (a flag change elsewhere) or went away."""
+        self._stamps = ()
+        self._by_uid.pop(uid, None)
 
     def read(self, uid: int) -> bytes:
         """The message with UID (its file may have been renamed by a flag change meanwhile)."""
         for _ in range(3):
             try:
-                return self._path(uid).read_bytes()
+                return self.message(uid).path.read_bytes()
             except FileNotFoundError:
-                self._names.pop(uid, None)
+                self._refetch(uid)
         raise MailboxError(f"no message with UID {uid} in {self.name!r}")
 
-    # -- writing -------------------------------------------------------------------
-    def _lock(self) -> int:
-        fd = os.open(self.path / "uidnext", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return fd
+    def internaldate(self, uid: int) -> float:
+        """RFC 3501 §2.3.3 INTERNALDATE: the file's modification time (APPEND may set it)."""
+        for _ in range(3):
+            try:
+                return self.message(uid).path.stat().st_mtime
+            except FileNotFoundError:
+                self._refetch(uid)
+        raise MailboxError(f"no message with UID {uid} in {self.name!r}")
 
-    def deliver(self, data: bytes, flags: frozenset[str] = frozenset()) -> int:
+    # -- \Recent (RFC 3501 §2.3.2) ---------------------------------------------------------------
+    def recent_floor(self) -> int:
+        """The lowest UID that no session has yet seen as \\Recent."""
+        try:
+            text = (self.path / "msgsrv-recent").read_text().strip()
+            return int(text) if text.isdigit() else 1
+        except FileNotFoundError:
+            return 1
+
+    def claim_recent(self) -> int:
+        """Take the \\Recent messages for one session: returns the old floor (UIDs >= it up to
+        uidnext are that session's recent ones) and moves the floor to uidnext."""
+        with self.locked():
+            floor = self.recent_floor()
+            self._uidlist.refresh()
+            top = self._uidlist.next_uid
+            if top > floor:
+                path = self.path / "msgsrv-recent"
+                tmp = path.with_name(f"msgsrv-recent.{os.getpid()}.tmp")
+                tmp.write_text(f"{top}\n")
+                os.chmod(tmp, 0o600)
+                os.replace(tmp, path)
+        return floor
+
+    # -- writing --------------------------------------------------------------------------------
+    def _info(self, flags: frozenset[str]) -> str | None:
+        """Info letters for FLAGS, adding new keywords to dovecot-keywords (caller holds the lock)."""
+        kws = [f for f in flags if not f.startswith("\\")]
+        if kws:
+            keywords = list(self.keywords())
+            folded = {k.lower(): i for i, k in enumerate(keywords) if k}
+            added = False
+            for k in kws:
+                if k.lower() not in folded and len(keywords) < mn.MAX_KEYWORDS:
+                    folded[k.lower()] = len(keywords)
+                    keywords.append(k)
+                    added = True
+            if added:
+                write_keywords(self.path / KEYWORDS, keywords)
+                self._kw_stamp = ()
+            index = {k: folded[k.lower()] for k in kws if k.lower() in folded}
+        else:
+            index = {}
+        return mn.info_of(flags, index) if flags else None
+
+    def deliver(self, data: bytes, flags: frozenset[str] = frozenset(), date: float | None = None) -> int:
         """Store DATA (line ends made CRLF) as a new message; returns its UID."""
         data = normalize_crlf(data)
         self.ensure()
-        tmp = self.path / "tmp" / f"{time.time_ns()}.{os.getpid()}.{next(_counter)}"
-        _write_file(tmp, data)
-        fd = self._lock()
+        base = mn.unique_base(len(data))
+        tmp = self.path / "tmp" / base
+        _write_file(tmp, data, date)
+        return self._commit([(tmp, base, frozenset(flags))])[0]
+
+    def copy_in(self, sources: list[tuple[Path, frozenset[str], float | None]]) -> list[int]:
+        """Add copies of message files (path, flags, date); hard links where possible. Returns UIDs
+        in order. A source that vanished meanwhile gets UID 0."""
+        self.ensure()
+        staged = []
+        for src, flags, date in sources:
+            size = mn.size_of(mn.split(src.name)[0])
+            try:
+                size = src.stat().st_size if size is None else size
+                base = mn.unique_base(size)
+                tmp = self.path / "tmp" / base
+                try:
+                    os.link(src, tmp)
+                except OSError as e:
+                    if isinstance(e, FileNotFoundError):
+                        raise
+                    _write_file(tmp, src.read_bytes(), date if date is not None else src.stat().st_mtime)
+            except FileNotFoundError:
+                staged.append(None)
+                continue
+            staged.append((tmp, base, frozenset(flags)))
+        uids = iter(self._commit([s for s in staged if s is not None]))
+        return [0 if s is None else next(uids) for s in staged]
+
+    def _commit(self, staged: list[tuple[Path, str, frozenset[str]]]) -> list[int]:
+        """Move staged tmp/ files into new/ or cur/ and number them, under the lock."""
+        if not staged:
+            return []
         try:
-            text = os.pread(fd, 32, 0).strip()
-            uid = int(text) if text.isdigit() else self._max_uid() + 1
-            name = _file_name(uid, len(data), flags)
-            os.rename(tmp, self.cur / name)
-            nxt = f"{uid + 1}\n".encode()
-            os.pwrite(fd, nxt, 0)
-            os.ftruncate(fd, len(nxt))
+            with self.locked():
+                self._uidlist.refresh()
+                if not self._uidlist.validity:
+                    self._uidlist.create(_next_uidvalidity(self.user_dir))
+                dirs = set()
+                for tmp, base, flags in staged:
+                    info = self._info(flags)
+                    sub = "cur" if info is not None else "new"
+                    os.rename(tmp, self.path / sub / (base if info is None else mn.cur_name(base, info)))
+                    dirs.add(sub)
+                for sub in dirs:
+                    _fsync_dir(self.path / sub)  # the rename survives a crash: the 250 stands
+                return self._uidlist.append([base for _, base, _ in staged])
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            for tmp, _, _ in staged:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
             raise
-        finally:
-            os.close(fd)  # releases the lock
-        self._names[uid] = name
-        return uid
 
     def set_flags(self, uid: int, add: frozenset[str] = frozenset(), remove: frozenset[str] = frozenset(),
                   replace: frozenset[str] | None = None) -> frozenset[str]:
-        """Change the flags of UID (system flags only are kept); returns the new flags."""
-        fd = self._lock()
-        try:
+        """Change the flags of UID (system flags and keywords); returns the new flags."""
+        with self.locked():
             for _ in range(3):
-                path = self._path(uid)
-                parsed = _parse_name(path.name)
-                if parsed is None:
-                    break
-                _, size, flags = parsed
-                new = (replace if replace is not None else (flags | add) - remove) & SYSTEM_FLAGS
-                name = _file_name(uid, size, new)
-                if name == path.name:
+                msg = self.message(uid)
+                if replace is not None:
+                    new = frozenset(replace)
+                else:
+                    drop = {f.lower() for f in remove}
+                    new = frozenset(f for f in msg.flags | add if f.lower() not in drop)
+                if new == msg.flags:
                     return new
+                info = self._info(new)
+                base = mn.split(msg.path.name)[0]
+                target = self.cur / mn.cur_name(base, info or "")
                 try:
-                    os.rename(path, self.cur / name)
+                    os.rename(msg.path, target)
                 except FileNotFoundError:
-                    self._names.pop(uid, None)
+                    self._refetch(uid)
                     continue
-                self._names[uid] = name
-                return new
-        finally:
-            os.close(fd)
+                kept = mn.flags_of(info, self.keywords())
+                self._by_uid[uid] = Message(uid, msg.size, kept, target)
+                self._msgs = None
+                self._stamps = ()
+                return kept
         raise MailboxError(f"no message with UID {uid} in {self.name!r}")
 
     def remove(self, uids: list[int] | set[int]) -> list[int]:
         """Remove the messages with these UIDs now; returns the UIDs actually removed."""
         gone = []
         for uid in sorted(uids):
-            try:
-                self._path(uid).unlink()
-                gone.append(uid)
-            except (FileNotFoundError, MailboxError):
-                pass
-            self._names.pop(uid, None)
+            for _ in range(3):
+                try:
+                    self.message(uid).path.unlink()
+                    gone.append(uid)
+                    break
+                except FileNotFoundError:
+                    self._refetch(uid)
+                except MailboxError:
+                    break
+            self._by_uid.pop(uid, None)
+        if gone:
+            self._msgs = None
+            self._stamps = ()
+            self._compact()
         return gone
 
     def expunge(self) -> list[int]:
         """RFC 3501 §6.4.3: remove every message flagged \\Deleted; returns their UIDs."""
         return self.remove([m.uid for m in self.messages() if m.deleted])
 
+    def _compact(self) -> None:
+        """Rewrite dovecot-uidlist without the records of expunged messages once they dominate."""
+        live = self.messages()
+        stale = len(self._uidlist.records) - len(live)
+        if stale < 256 or stale < len(live):
+            return
+        with self.locked():
+            self._stamps = ()
+            live = self.messages()
+            names = {m.uid for m in live}
+            self._uidlist.rewrite({b: u for b, u in self._uidlist.records.items() if u in names})
+
+
+def _next_uidvalidity(user_dir: Path) -> int:
+    """A UIDVALIDITY never handed out before for this user: max(now, last + 1) (RFC 3501 §2.3.1.1)."""
+    path = user_dir / "dovecot-uidvalidity"
+    with _flock(user_dir / "msgsrv-userlock"):
+        try:
+            last = int(path.read_text().strip() or "0", 16)
+        except (FileNotFoundError, ValueError):
+            last = 0
+        value = max(int(time.time()), last + 1) & 0xFFFFFFFF or 1
+        tmp = path.with_name(f"dovecot-uidvalidity.{os.getpid()}.tmp")
+        tmp.write_text(f"{value:08x}")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    return value
+
 
 class Store:
     """The message store of one server root (`root.store_dir`)."""
 
+    CACHED = 64  # Mailbox objects kept per Store: their listings are re-read incrementally
+
     def __init__(self, root: ServerRoot):
         self.base = root.store_dir
+        self._checked: set[str] = set()
+        self._boxes: OrderedDict[tuple[str, str], Mailbox] = OrderedDict()
 
     def _user_dir(self, user: str) -> Path:
         if not valid_name(user):
             raise MailboxError(f"invalid user name {user!r}")
-        return self.base / user
+        path = self.base / user
+        if user not in self._checked:
+            from msgsrv.store.legacy import migrate
+
+            migrate(path, _next_uidvalidity)
+            self._checked.add(user)
+        return path
+
+    def _path(self, user_dir: Path, name: str) -> Path:
+        return user_dir if name == INBOX else user_dir / (SEP + name)
 
     def mailbox(self, user: str, mbox: str = INBOX) -> Mailbox:
         """The Mailbox object for USER/MBOX (it need not exist yet: see Mailbox.exists)."""
-        return Mailbox(self._user_dir(user) / _dir_name(mbox), canonical(mbox))
+        name = canonical(mbox)
+        box = self._boxes.get((user, name))
+        if box is not None:
+            self._boxes.move_to_end((user, name))
+            return box
+        if not valid_mailbox_name(name):
+            raise MailboxError(f"invalid mailbox name {mbox!r}")
+        user_dir = self._user_dir(user)
+        box = self._boxes[(user, name)] = Mailbox(user_dir, self._path(user_dir, name), name)
+        if len(self._boxes) > self.CACHED:
+            self._boxes.popitem(last=False)
+        return box
 
     def users(self) -> list[str]:
         try:
@@ -300,11 +534,15 @@ class Store:
 
     def mailboxes(self, user: str) -> list[str]:
         """USER's mailbox names, INBOX first, then sorted."""
+        user_dir = self._user_dir(user)
         try:
-            names = [unquote(n) for n in os.listdir(self._user_dir(user))
-                     if (self._user_dir(user) / n / "cur").is_dir()]
+            entries = os.listdir(user_dir)
         except FileNotFoundError:
             return []
+        names = [e[1:] for e in entries if e.startswith(SEP) and valid_mailbox_name(e[1:])
+                 and (user_dir / e / "cur").is_dir()]
+        if (user_dir / "cur").is_dir():
+            names.append(INBOX)
         return sorted(names, key=lambda n: (n != INBOX, n))
 
     def create(self, user: str, mbox: str) -> Mailbox:
@@ -314,14 +552,68 @@ class Store:
         return box.ensure()
 
     def delete(self, user: str, mbox: str) -> None:
-        """RFC 3501 §6.3.4: INBOX cannot be deleted."""
+        """RFC 3501 §6.3.4: INBOX cannot be deleted; children stay (the name becomes \\Noselect)."""
         box = self.mailbox(user, mbox)
         if box.name == INBOX:
             raise MailboxError("INBOX cannot be deleted")
         if not box.exists():
             raise MailboxError(f"no mailbox {box.name!r} for {user!r}")
-        shutil.rmtree(box.path)
+        trash = box.user_dir / f"..msgsrv-trash.{uuid.uuid4().hex}"
+        os.rename(box.path, trash)  # gone at once for every reader; then removed
+        shutil.rmtree(trash, ignore_errors=True)
 
+    def rename(self, user: str, old: str, new: str) -> None:
+        """RFC 3501 §6.3.5: OLD and its children become NEW; renaming INBOX moves its messages."""
+        src, dst = self.mailbox(user, old), self.mailbox(user, new)
+        if dst.name == INBOX or dst.exists() or self.children(user, dst.name):
+            raise MailboxError(f"mailbox {dst.name!r} of {user!r} already exists")
+        if src.name == INBOX:
+            if not src.exists():
+                raise MailboxError(f"no mailbox {src.name!r} for {user!r}")
+            msgs = src.messages()
+            dst.ensure()
+            dst.copy_in([(m.path, m.flags, None) for m in msgs])
+            src.remove([m.uid for m in msgs])
+            return
+        kids = self.children(user, src.name)
+        if not src.exists() and not kids:
+            raise MailboxError(f"no mailbox {src.name!r} for {user!r}")
+        if dst.name.startswith(src.name + SEP):
+            raise MailboxError(f"cannot move {src.name!r} into itself")
+        with _flock(src.user_dir / "msgsrv-userlock"):
+            for name in ([src.name] if src.exists() else []) + kids:
+                target = dst.name + name[len(src.name):]
+                os.rename(self._path(src.user_dir, name), self._path(src.user_dir, target))
+
+    def children(self, user: str, mbox: str) -> list[str]:
+        """Existing mailboxes below MBOX in the hierarchy."""
+        prefix = canonical(mbox) + SEP
+        return [n for n in self.mailboxes(user) if n.startswith(prefix)]
+
+    # -- subscriptions (Maildir++ `subscriptions` file, one name per line) ------------------------
+    def subscriptions(self, user: str) -> list[str]:
+        try:
+            text = (self._user_dir(user) / "subscriptions").read_text("utf-8", "surrogateescape")
+        except FileNotFoundError:
+            return []
+        return [line for line in text.split("\n") if line]
+
+    def subscribe(self, user: str, mbox: str, on: bool = True) -> None:
+        name = canonical(mbox)
+        if not valid_mailbox_name(name):
+            raise MailboxError(f"invalid mailbox name {mbox!r}")
+        user_dir = self._user_dir(user)
+        user_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _mkdir(user_dir)
+        with _flock(user_dir / "msgsrv-userlock"):
+            names = [n for n in self.subscriptions(user) if n != name] + ([name] if on else [])
+            path = user_dir / "subscriptions"
+            tmp = path.with_name(f"subscriptions.{os.getpid()}.tmp")
+            tmp.write_text("".join(n + "\n" for n in names), "utf-8", "surrogateescape")
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+
+    # -- users -------------------------------------------------------------------------------------
     def delete_user(self, user: str) -> None:
         shutil.rmtree(self._user_dir(user), ignore_errors=True)
 
