@@ -287,12 +287,14 @@ class Mailbox:
         self._by_uid.pop(uid, None)
 
     def read(self, uid: int) -> bytes:
-        """The message with UID (its file may have been renamed by a flag change meanwhile)."""
+        """The message with UID, with CRLF line ends (files written by Dovecot have LF)."""
         for _ in range(3):
             try:
-                return self.message(uid).path.read_bytes()
-            except FileNotFoundError:
+                data = self.message(uid).path.read_bytes()
+            except FileNotFoundError:  # renamed by a flag change meanwhile, or expunged
                 self._refetch(uid)
+                continue
+            return data if data.count(b"\n") == data.count(b"\r\n") else normalize_crlf(data)
         raise MailboxError(f"no message with UID {uid} in {self.name!r}")
 
     def internaldate(self, uid: int) -> float:
@@ -313,9 +315,9 @@ class Mailbox:
         except FileNotFoundError:
             return 1
 
-    def claim_recent(self) -> int:
-        """Take the \\Recent messages for one session: returns the old floor (UIDs >= it up to
-        uidnext are that session's recent ones) and moves the floor to uidnext."""
+    def claim_recent(self) -> tuple[int, int]:
+        """Take the \\Recent messages for one session: returns (floor, uidnext), the UIDs that are
+        recent in that session alone, and moves the floor to uidnext."""
         with self.locked():
             floor = self.recent_floor()
             self._uidlist.refresh()
@@ -326,7 +328,7 @@ class Mailbox:
                 tmp.write_text(f"{top}\n")
                 os.chmod(tmp, 0o600)
                 os.replace(tmp, path)
-        return floor
+        return floor, max(top, floor)
 
     # -- writing --------------------------------------------------------------------------------
     def _info(self, flags: frozenset[str]) -> str | None:

@@ -48,13 +48,11 @@ def split(name: str) -> tuple[str, str | None]:
 
 
 def size_of(base: str) -> int | None:
-    """The `S=` size of a base name (None when the name has none)."""
-    for field in base.split(",")[1:]:
-        if field.startswith("S="):
-            try:
-                return int(field[2:])
-            except ValueError:
-                return None
+    """The size with CRLF line ends named by a base name: `W=`, else `S=` (None when it has none)."""
+    sizes = {f[:2]: f[2:] for f in base.split(",")[1:] if f[:2] in ("S=", "W=")}
+    for key in ("W=", "S="):
+        if sizes.get(key, "").isdigit():
+            return int(sizes[key])
     return None
 
 

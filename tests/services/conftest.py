@@ -21,7 +21,7 @@ from tests.conftest import free_ports
 
 PORTS = {  # component -> its port parameters
     "store": ("local.store.port",),
-    "imap": ("service.imap.port",),
+    "imap": ("service.imap.port", "service.imap.sslport"),
     "pop": ("service.pop.port",),
     "http": ("service.http.port",),
     "dispatcher": ("service.smtp.port", "service.lmtp.port"),

@@ -126,11 +126,11 @@ def test_recent_is_claimed_once(store):
     for _ in range(2):
         box.deliver(b"m")
     assert box.recent_floor() == 1
-    assert box.claim_recent() == 1  # this session sees UIDs 1 and 2 as \Recent
+    assert box.claim_recent() == (1, 3)  # this session sees UIDs 1 and 2 as \Recent
     assert box.recent_floor() == 3
-    assert box.claim_recent() == 3  # nothing left for the next one
+    assert box.claim_recent() == (3, 3)  # nothing left for the next one
     box.deliver(b"m")
-    assert box.claim_recent() == 3 and box.recent_floor() == 4
+    assert box.claim_recent() == (3, 4) and box.recent_floor() == 4
 
 
 def test_subscriptions_are_a_maildirpp_file(store, root):
