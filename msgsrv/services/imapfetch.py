@@ -77,7 +77,7 @@ def parse_item(word: str) -> Item:
         return Item("SECTION", "RFC822.TEXT", peek=False, spec="TEXT")
     m = SECTION_RE.match(word)
     if m is None:
-        raise SyntaxProblem(f"invalid FETCH item {word[:40]}")
+        raise SyntaxProblem("invalid FETCH item")
     peek = m.group(1).upper() == "BODY.PEEK"
     section = m.group(2)
     path: tuple[int, ...] = ()
@@ -97,7 +97,7 @@ def parse_item(word: str) -> Item:
             raise SyntaxProblem("invalid header field list")
         fields = tuple(str(f) for f in lists[0])
     elif rest.strip() or spec not in ("", "HEADER", "TEXT", "MIME"):
-        raise SyntaxProblem(f"invalid section {section[:40]}")
+        raise SyntaxProblem("invalid section")
     if spec == "MIME" and not path:
         raise SyntaxProblem("MIME needs a part number")
     origin = count = None

@@ -229,7 +229,7 @@ class _Program:
             seqs = SequenceSet(text)
             largest = self.largest_seq
             return lambda c: seqs.contains(c.seq, largest)
-        raise SyntaxProblem(f"unknown search key {text[:20]}")
+        raise SyntaxProblem("unknown search key")
 
 
 def _and(preds: list[Predicate]) -> Predicate:

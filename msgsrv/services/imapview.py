@@ -20,8 +20,8 @@ SYSTEM = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 
 def flag_list(flags) -> str:
-    system = [f for f in SYSTEM if f in flags]
-    rest = sorted(f for f in flags if f not in SYSTEM)
+    system = [f for f in SYSTEM + ("\\Recent",) if f in flags]
+    rest = sorted(f for f in flags if f not in system)
     return "(" + " ".join(system + rest) + ")"
 
 
