@@ -1,5 +1,6 @@
 """Benchmark of the built-in servers: spawn -> accepting time and RSS per server, then end-to-end
-throughput SMTP -> store -> IMAP FETCH.
+throughput SMTP -> store -> IMAP FETCH, then the IMAP bulk fetch rates of one command over the
+whole mailbox (`UID FETCH 1:* BODY.PEEK[]`, and the header fetch mail clients start with).
 
     python bench/servers.py [--messages 1000] [--size 10240] [--runs 3]
 
@@ -150,6 +151,45 @@ def throughput(base: Path, ports: dict[str, int], n: int, size: int) -> tuple[fl
     return n / total, n / (sent - start), n / (done - sent), total, rss
 
 
+IMAP_BULK = {  # label -> UID FETCH items over 1:*
+    "UID FETCH 1:* BODY.PEEK[]": "BODY.PEEK[]",
+    "UID FETCH 1:* headers (mutt)": "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (DATE FROM SUBJECT TO CC "
+                                    "MESSAGE-ID REFERENCES CONTENT-TYPE IN-REPLY-TO)])",
+}
+
+
+def imap_bulk(base: Path, ports: dict[str, int], n: int, runs: int) -> list[tuple[str, float, float]]:
+    """(label, messages/s, MB/s) of one UID FETCH over the N messages already in INBOX (median of RUNS)."""
+    proc = spawn(base, "imap")
+    rows = []
+    try:
+        wait_accepting(ports["service.imap.port"], proc)
+        im = imaplib.IMAP4("127.0.0.1", ports["service.imap.port"])
+        im.login(USER, PASSWORD)
+        im.select("INBOX", readonly=True)
+        for label, items in IMAP_BULK.items():
+            times, octets = [], 0
+            for _ in range(runs):
+                start = time.monotonic()
+                try:
+                    typ, data = im.uid("FETCH", "1:*", items)
+                except imaplib.IMAP4.error:
+                    break  # refused (an older server): no figure
+                times.append(time.monotonic() - start)
+                parts = [d for d in data if isinstance(d, tuple)]
+                assert typ == "OK" and len(parts) == n, (typ, len(parts))
+                octets = sum(len(d[1]) for d in parts)
+            if times:
+                t = statistics.median(times)
+                rows.append((label, n / t, octets / t / 1e6))
+            else:
+                rows.append((label, 0.0, 0.0))
+        im.logout()
+    finally:
+        stop(proc)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=1000)
@@ -167,6 +207,10 @@ def main() -> int:
         print()
         print(f"end to end, {args.messages} messages of {args.size} bytes: {rate:.0f} messages/s "
               f"({total:.2f} s; SMTP in {smtp_rate:.0f}/s, IMAP FETCH out {imap_rate:.0f}/s; max RSS {rss:.1f} MB)")
+        print()
+        print(f"{'IMAP bulk fetch, ' + str(args.messages) + ' messages':<40}{'messages/s':>12}{'MB/s':>8}")
+        for label, per_s, mb_s in imap_bulk(base, ports, args.messages, args.runs):
+            print(f"{label:<40}{per_s:>12.0f}{mb_s:>8.1f}")
     return 0
 
 

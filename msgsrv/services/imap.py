@@ -115,6 +115,8 @@ class ImapSession(SelectedCommands, LineSession):
         self.bye: str | None = None  # said after the tagged reply, then the connection closes
         self.slice_start = time.monotonic()
         self.verb = ""
+        self.out: list[bytes] = []  # replies not yet written: one write (one send) per flush
+        self.out_size = 0
 
     @property
     def store(self):
@@ -123,6 +125,27 @@ class ImapSession(SelectedCommands, LineSession):
     @property
     def address(self) -> str:
         return self.peer.rpartition(":")[0] or self.peer
+
+    # -- output: gathered, written once per command ------------------------------------------------
+    def send(self, text: str) -> None:
+        self.send_bytes(text.encode("utf-8", "surrogateescape") + b"\r\n")
+
+    def send_bytes(self, data: bytes) -> None:
+        self.out.append(data)
+        self.out_size += len(data)
+
+    def write_out(self) -> None:
+        if self.out:
+            self.writer.write(b"".join(self.out))
+            self.out, self.out_size = [], 0
+
+    async def flush(self) -> None:
+        self.write_out()
+        await self.writer.drain()
+
+    def close(self) -> None:
+        self.write_out()
+        super().close()
 
     # -- capabilities ------------------------------------------------------------------------------
     def login_allowed(self) -> bool:
@@ -328,10 +351,11 @@ class ImapSession(SelectedCommands, LineSession):
 
     def on_shutdown(self) -> None:
         self.send("* BYE server shutting down")
+        self.write_out()  # said without waiting (Service.drain)
 
     async def breathe(self) -> None:
         """Let other clients run after a slice of work; never buffer more than 256 KiB of replies."""
-        if self.writer.transport.get_write_buffer_size() > 256 * 1024:
+        if self.out_size + self.writer.transport.get_write_buffer_size() > 256 * 1024:
             await self.flush()
         if time.monotonic() - self.slice_start > 0.02:
             await asyncio.sleep(0)

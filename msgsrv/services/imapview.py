@@ -13,6 +13,8 @@ claims the UIDs from the floor to uidnext, so each new message is recent in exac
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 from msgsrv.services.imapsyntax import SequenceSet, SyntaxProblem
 from msgsrv.store.mailbox import Mailbox, Message
 
@@ -37,10 +39,12 @@ class SelectedView:
         self._claims: list[tuple[int, int]] = []  # UID ranges this session took as \Recent
         self._claimed_top = 0
         self._floor = 0  # read-only sessions: UIDs from here on are \Recent (nothing is claimed)
+        self._generation = -1  # the mailbox's generation at the last sync
 
     # -- opening and syncing -------------------------------------------------------------------------
     def open(self) -> list[Message]:
         msgs = self.box.messages()
+        self._generation = self.box.generation
         if self.readonly:
             self._floor = self.box.recent_floor()
         else:
@@ -62,40 +66,55 @@ class SelectedView:
         return any(lo <= uid < hi for lo, hi in self._claims)
 
     def sync(self, expunge: bool) -> list[str]:
-        """Untagged responses for changes since the last sync (EXPUNGE only when EXPUNGE is True)."""
+        """Untagged responses for changes since the last sync (EXPUNGE only when EXPUNGE is True).
+
+        Only the UIDs the mailbox reports as changed since the last sync are compared (all of
+        them when it cannot say), so a quiet mailbox of any size costs almost nothing."""
         out: list[str] = []
-        live = {m.uid: m.flags for m in self.box.messages()}
-        keywords = [k for k in self.box.keywords() if k]
+        box = self.box
+        msgs = box.messages()
+        keywords = [k for k in box.keywords() if k]
         if keywords != self.keywords:
             self.keywords = keywords
             out += self.flag_lines()
-        self.gone = {u for u in self.uids if u not in live}
-        if expunge and self.gone:
-            for seq in range(len(self.uids), 0, -1):
-                uid = self.uids[seq - 1]
-                if uid in self.gone:
-                    del self.uids[seq - 1]
-                    self.flags.pop(uid, None)
-                    self.recent.discard(uid)
-                    out.append(f"* {seq} EXPUNGE")
-            self.gone = set()
+        if box.generation == self._generation and not (expunge and self.gone):
+            return out
+        changed = box.changes_since(self._generation)
+        self._generation = box.generation
         top = self.uids[-1] if self.uids else 0
-        new = sorted(u for u in live if u > top)
+        if changed is None:
+            live = {m.uid for m in msgs}
+            self.gone = {u for u in self.uids if u not in live}
+            new = [m.uid for m in msgs if m.uid > top]
+            candidates = self.uids
+        else:
+            self.gone |= {u for u in changed if u in self.flags and box.cached(u) is None}
+            new = sorted(u for u in changed if u > top and box.cached(u) is not None)
+            candidates = sorted(u for u in changed if u in self.flags)
+        if expunge and self.gone:
+            for uid in sorted(self.gone, reverse=True):  # high to low: each number valid when sent
+                i = bisect_left(self.uids, uid)
+                if i < len(self.uids) and self.uids[i] == uid:
+                    del self.uids[i]
+                    out.append(f"* {i + 1} EXPUNGE")
+                self.flags.pop(uid, None)
+                self.recent.discard(uid)
+            self.gone = set()
+        for uid in candidates:
+            msg = box.cached(uid)
+            if msg is not None and msg.flags != self.flags.get(uid):
+                self.flags[uid] = msg.flags
+                out.append(f"* {bisect_left(self.uids, uid) + 1} FETCH (FLAGS {flag_list(self.shown(uid))})")
         if new:
             if not self.readonly and new[-1] >= self._claimed_top:
                 self._claim()
             self.uids.extend(new)
             for u in new:
-                self.flags[u] = live[u]
+                self.flags[u] = box.cached(u).flags
                 if self._is_recent(u):
                     self.recent.add(u)
             out.append(f"* {len(self.uids)} EXISTS")
             out.append(f"* {len(self.recent)} RECENT")
-        for seq, uid in enumerate(self.uids, 1):
-            now = live.get(uid)
-            if now is not None and now != self.flags.get(uid):
-                self.flags[uid] = now
-                out.append(f"* {seq} FETCH (FLAGS {flag_list(self.shown(uid))})")
         return out
 
     def flag_lines(self) -> list[str]:
@@ -138,7 +157,5 @@ class SelectedView:
         return [(s, self.uids[s - 1]) for lo, hi in ranges for s in range(lo, hi + 1)]
 
     def seq_of(self, uid: int) -> int | None:
-        from bisect import bisect_left
-
         i = bisect_left(self.uids, uid)
         return i + 1 if i < len(self.uids) and self.uids[i] == uid else None

@@ -51,12 +51,12 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from msgsrv.errors import OperationFailed
 from msgsrv.paths import ServerRoot
 from msgsrv.store import maildirname as mn
+from msgsrv.store.listing import Gone, Listing, Message
 from msgsrv.store.uidlist import KEYWORDS, UIDLIST, Uidlist, read_keywords, write_keywords
 from msgsrv.store.users import valid_name
 
@@ -65,23 +65,11 @@ SEP = "."
 FLAG_LETTERS = mn.FLAG_LETTERS
 SYSTEM_FLAGS = mn.SYSTEM_FLAGS
 MAX_NAME = 200  # characters of a mailbox name (a directory name is at most 255 octets)
-FRESH = 2_000_000_000  # ns: a directory changed this recently is listed again (same-tick renames)
+__all__ = ["INBOX", "SEP", "Mailbox", "MailboxError", "Message", "Store", "canonical", "normalize_crlf"]
 
 
 class MailboxError(OperationFailed):
     """A store operation was refused (unknown or invalid user or mailbox, INBOX not deletable)."""
-
-
-@dataclass(frozen=True)
-class Message:
-    uid: int
-    size: int
-    flags: frozenset[str]
-    path: Path
-
-    @property
-    def deleted(self) -> bool:
-        return "\\Deleted" in self.flags
 
 
 def canonical(mbox: str) -> str:
@@ -151,12 +139,10 @@ class Mailbox:
         self.path = path
         self.name = name
         self._uidlist = Uidlist(path / UIDLIST)
-        self._files: dict[str, tuple[str, str]] = {}  # base name -> (subdir, file name)
-        self._stamps: tuple = ()
+        self._listing = Listing(path)
+        self._resets = 0
         self._keywords: list[str] = []
         self._kw_stamp: tuple = ()
-        self._msgs: list[Message] | None = None
-        self._by_uid: dict[int, Message] = {}
 
     @property
     def cur(self) -> Path:
@@ -210,81 +196,62 @@ class Mailbox:
             self._keywords, self._kw_stamp = read_keywords(path), stamp
         return self._keywords
 
-    def _list_dirs(self) -> bool:
-        """List new/ and cur/ again unless both are unchanged since the last listing."""
-        try:
-            st_new, st_cur = os.stat(self.path / "new"), os.stat(self.path / "cur")
-        except (FileNotFoundError, NotADirectoryError):
-            raise MailboxError(f"no such mailbox {self.name!r}") from None
-        now = time.time_ns()
-        stamps = (st_new.st_ino, st_new.st_mtime_ns, st_cur.st_ino, st_cur.st_mtime_ns)
-        fresh = now - max(st_new.st_mtime_ns, st_cur.st_mtime_ns) < FRESH
-        if stamps == self._stamps and not fresh:
-            return False
-        files = {}
-        for sub in ("new", "cur"):
-            try:
-                names = os.listdir(self.path / sub)
-            except FileNotFoundError:
-                raise MailboxError(f"no such mailbox {self.name!r}") from None
-            for name in names:
-                if not name.startswith("."):
-                    files[mn.split(name)[0]] = (sub, name)
-        self._files, self._stamps = files, stamps
-        return True
+    @property
+    def generation(self) -> int:
+        """Grows whenever this process sees the mailbox change (messages, flags)."""
+        return self._listing.generation
+
+    def cached(self, uid: int) -> Message | None:
+        """The Message with UID as of the last look (no new look)."""
+        return self._listing.get(uid)
+
+    def changes_since(self, generation: int) -> set[int] | None:
+        """UIDs added, removed or re-flagged since GENERATION (None: unknown, compare all)."""
+        return self._listing.changes_since(generation)
 
     def messages(self) -> list[Message]:
         """Messages in UID order (ascending), as they are on disk now; new files get UIDs."""
-        listed = self._list_dirs()
-        changed = self._uidlist.refresh()
-        if not self._uidlist.validity or any(b not in self._uidlist.records for b in self._files):
+        listing = self._listing
+        try:
+            removed, added = listing.scan()
+        except Gone:
+            raise MailboxError(f"no such mailbox {self.name!r}") from None
+        numbered = self._uidlist.refresh()
+        kw_before = self._keywords
+        keywords = self.keywords()
+        records = self._uidlist.records
+        listing.apply(removed, added, records, keywords)
+        if keywords is not kw_before or self._uidlist.resets != self._resets:
+            self._resets = self._uidlist.resets  # a rewritten uidlist or new keyword letters
+            listing.rebuild(records, keywords)
+        elif numbered and listing.pending:
+            listing.resolve(records, keywords)
+        if listing.pending or not self._uidlist.validity:
             with self.locked():
                 self._uidlist.refresh()
                 if not self._uidlist.validity:
                     self._uidlist.create(_next_uidvalidity(self.user_dir))
-                known = self._uidlist.records
-                unknown = sorted(b for b in self._files if b not in known)
+                unknown = sorted(b for b in listing.pending if b not in self._uidlist.records)
                 if unknown:
                     self._uidlist.append(unknown)
-            changed = True
-        kw_before = self._keywords
-        keywords = self.keywords()
-        if self._msgs is not None and not listed and not changed and keywords is kw_before:
-            return self._msgs
-        records = self._uidlist.records
-        out = []
-        for base, (sub, name) in self._files.items():
-            uid = records.get(base)
-            if uid is None:
-                continue
-            info = mn.split(name)[1]
-            size = mn.size_of(base)
-            path = self.path / sub / name
-            if size is None:
-                try:
-                    size = path.stat().st_size
-                except FileNotFoundError:
-                    continue
-            out.append(Message(uid, size, mn.flags_of(info, keywords), path))
-        out.sort(key=lambda m: m.uid)
-        self._msgs = out
-        self._by_uid = {m.uid: m for m in out}
-        return out
+            self._resets = self._uidlist.resets
+            listing.resolve(self._uidlist.records, keywords)
+        return listing.messages()
 
     def message(self, uid: int) -> Message:
-        """The Message with UID, from the last listing (listed again when UID is not in it)."""
-        msg = self._by_uid.get(uid)
+        """The Message with UID, from the last look (looked again when UID is not in it)."""
+        msg = self._listing.get(uid)
         if msg is None:
             self.messages()
-            msg = self._by_uid.get(uid)
+            msg = self._listing.get(uid)
             if msg is None:
                 raise MailboxError(f"no message with UID {uid} in {self.name!r}")
         return msg
 
-    def _refetch(self, uid: int) -> None:
-        """Forget the listing: the file of UID moved (a flag change elsewhere) or went away."""
-        self._stamps = ()
-        self._by_uid.pop(uid, None)
+    def _refetch(self, uid: int = 0) -> None:
+        """Look again: a file was not where the listing said (a flag change elsewhere, expunge)."""
+        self._listing.forget()
+        self.messages()
 
     def read(self, uid: int) -> bytes:
         """The message with UID, with CRLF line ends (files written by Dovecot have LF)."""
@@ -429,11 +396,7 @@ class Mailbox:
                 except FileNotFoundError:
                     self._refetch(uid)
                     continue
-                kept = mn.flags_of(info, self.keywords())
-                self._by_uid[uid] = Message(uid, msg.size, kept, target)
-                self._msgs = None
-                self._stamps = ()
-                return kept
+                return self._listing.moved(msg, target, mn.flags_of(info, self.keywords())).flags
         raise MailboxError(f"no message with UID {uid} in {self.name!r}")
 
     def remove(self, uids: list[int] | set[int]) -> list[int]:
@@ -442,17 +405,17 @@ class Mailbox:
         for uid in sorted(uids):
             for _ in range(3):
                 try:
-                    self.message(uid).path.unlink()
-                    gone.append(uid)
-                    break
+                    msg = self.message(uid)
+                    msg.path.unlink()
                 except FileNotFoundError:
                     self._refetch(uid)
+                    continue
                 except MailboxError:
                     break
-            self._by_uid.pop(uid, None)
+                self._listing.dropped(msg)
+                gone.append(uid)
+                break
         if gone:
-            self._msgs = None
-            self._stamps = ()
             self._compact()
         return gone
 
@@ -467,7 +430,7 @@ class Mailbox:
         if stale < 256 or stale < len(live):
             return
         with self.locked():
-            self._stamps = ()
+            self._listing.forget()
             live = self.messages()
             names = {m.uid for m in live}
             self._uidlist.rewrite({b: u for b, u in self._uidlist.records.items() if u in names})

@@ -41,7 +41,9 @@ class Uidlist:
     guid: str = ""
     records: dict[str, int] = field(default_factory=dict)  # base name -> uid, in uid order
     last_uid: int = 0
+    resets: int = 0  # grows each time the file is read again from the start (rewritten)
     _ino: int = 0
+    _head: bytes = b""
     _offset: int = 0
 
     # -- reading ------------------------------------------------------------------------------
@@ -55,12 +57,15 @@ class Uidlist:
             return changed
         try:
             st = os.fstat(fd)
-            if st.st_ino == self._ino and st.st_size == self._offset:
+            # the header names the file: a mailbox deleted and made again may reuse the inode number
+            head = os.pread(fd, 256, 0).partition(b"\n")[0]
+            if st.st_ino == self._ino and st.st_size == self._offset and head == self._head:
                 return False
-            reset = st.st_ino != self._ino or st.st_size < self._offset
+            reset = st.st_ino != self._ino or st.st_size < self._offset or head != self._head
             if reset:
                 self._reset()
-                self._ino = st.st_ino
+                self._ino, self._head = st.st_ino, head
+                self.resets += 1
             os.lseek(fd, self._offset, os.SEEK_SET)
             chunks = []
             while True:
@@ -78,7 +83,7 @@ class Uidlist:
 
     def _reset(self) -> None:
         self.validity, self.next_uid, self.guid = 0, 1, ""
-        self.records, self.last_uid, self._ino, self._offset = {}, 0, 0, 0
+        self.records, self.last_uid, self._ino, self._offset, self._head = {}, 0, 0, 0, b""
 
     def _parse(self, text: str) -> None:
         lines = text.split("\n")

@@ -182,3 +182,15 @@ def test_legacy_store_of_0_1_0_is_converted_keeping_uids(root):
     assert inbox.read(3) == b"hello"
     assert [(m.uid, m.flags) for m in store.messages("alice", "a.b")] == [(1, {"\\Deleted"})]
     assert not (user / "INBOX").exists() and not (user / "a%2Fb").exists()
+
+
+def test_uidlist_of_a_mailbox_made_again_is_noticed_even_on_the_same_inode(tmp_path):
+    # delete + create reuses inode numbers: the header (UIDVALIDITY) tells the files apart
+    path = tmp_path / "dovecot-uidlist"
+    path.write_text("3 V100 N3\n1 :a\n2 :b\n")
+    u = Uidlist(path)
+    u.refresh()
+    with open(path, "r+") as f:  # same inode, new content at least as long
+        f.write("3 V200 N2\n1 :c\n2 :dd\n")
+    assert u.refresh()
+    assert (u.validity, u.records) == (200, {"c": 1, "dd": 2})
