@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from msgsrv.services import imapmime
@@ -109,23 +110,28 @@ def parse_item(word: str) -> Item:
     return Item("SECTION", label, peek, path, spec, fields, origin, count)
 
 
-def section_bytes(item: Item, tree: imapmime.Part) -> bytes | None:
-    """The octets ITEM names in the message TREE (None when the part does not exist)."""
-    if item.path:
-        part = imapmime.find_part(tree, list(item.path))
-        if part is None:
-            return None
+def section_bytes(item: Item, data: bytes, tree: Callable[[], imapmime.Part]) -> bytes | None:
+    """The octets ITEM names in the message DATA (None when the part does not exist). TREE gives
+    the parsed structure, asked for only when a part number needs it."""
+    if not item.path:
         if item.spec == "":
-            return part.body
-        if item.spec == "MIME":
-            return part.header
-        if part.message is None:
-            return None  # HEADER/TEXT of a part that is not a message
-        entity = part.message
-    else:
-        entity = tree
-        if item.spec == "":
-            return tree.header + tree.body
+            return data
+        header, body = imapmime.split_entity(data)
+        if item.spec == "HEADER":
+            return header
+        if item.spec == "TEXT":
+            return body
+        return imapmime.fields_subset(header, list(item.fields), item.spec == "HEADER.FIELDS.NOT")
+    part = imapmime.find_part(tree(), list(item.path))
+    if part is None:
+        return None
+    if item.spec == "":
+        return part.body
+    if item.spec == "MIME":
+        return part.header
+    if part.message is None:
+        return None  # HEADER/TEXT of a part that is not a message
+    entity = part.message
     if item.spec == "HEADER":
         return entity.header
     if item.spec == "TEXT":

@@ -148,10 +148,18 @@ class SelectedCommands:
             msg = None
         else:
             msg = box.message(uid)
-        data = tree = None
+        data = None
+        parsed: list[imapmime.Part] = []
+
+        def tree() -> imapmime.Part:  # parsed only when an item needs the structure
+            if not parsed:
+                parsed.append(STRUCTURES.get(msg.path, data))
+            return parsed[0]
+
         seen_set = False
         if not view.readonly and any(i.sets_seen for i in items) and "\\Seen" not in view.flags.get(uid, ()):
             view.flags[uid] = box.set_flags(uid, add=frozenset({"\\Seen"}))  # §6.4.5: the body was read
+            msg = box.message(uid)
             seen_set = True
         out: list[bytes] = []
         for item in items:
@@ -167,15 +175,14 @@ class SelectedCommands:
             else:
                 if data is None:
                     data = box.read(uid)
-                    tree = STRUCTURES.get(msg.path, data)
                 if kind == "ENVELOPE":
-                    out.append(b"ENVELOPE " + imapmime.envelope(tree))
+                    out.append(b"ENVELOPE " + imapmime.envelope(tree()))
                 elif kind == "BODYSTRUCTURE":
-                    out.append(b"BODYSTRUCTURE " + imapmime.body_structure(tree, True))
+                    out.append(b"BODYSTRUCTURE " + imapmime.body_structure(tree(), True))
                 elif kind == "BODY":
-                    out.append(b"BODY " + imapmime.body_structure(tree, False))
+                    out.append(b"BODY " + imapmime.body_structure(tree(), False))
                 else:
-                    value = imapfetch.section_bytes(item, tree)
+                    value = imapfetch.section_bytes(item, data, tree)
                     if value is None:
                         out.append(item.label.encode() + b" NIL")
                     else:

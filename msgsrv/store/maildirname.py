@@ -56,6 +56,13 @@ def size_of(base: str) -> int | None:
     return None
 
 
+def crlf_stored(base: str) -> bool:
+    """True when the name says the file already has CRLF line ends (`S=` equals `W=`, as msgsrv
+    writes them); Dovecot's own files have LF ends and a larger W=."""
+    sizes = {f[:2]: f[2:] for f in base.split(",")[1:] if f[:2] in ("S=", "W=")}
+    return "S=" in sizes and sizes.get("S=") == sizes.get("W=")
+
+
 def flags_of(info: str | None, keywords: list[str]) -> frozenset[str]:
     """The flags (system flags and keywords) that INFO letters stand for."""
     if not info:

@@ -132,12 +132,20 @@ class Uidlist:
         text = "".join(f"{u} :{b}\n" for u, b in zip(uids, bases))
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            if os.fstat(fd).st_size == 0:  # lost file: start it again with a header
+            size = os.fstat(fd).st_size
+            if size == 0:  # lost file: start it again with a header
                 text = self._header_line() + text
-            os.write(fd, text.encode("utf-8", "surrogateescape"))
+            data = text.encode("utf-8", "surrogateescape")
+            os.write(fd, data)
         finally:
             os.close(fd)
-        self.refresh()
+        if size and size == self._offset:  # we were up to date: our records are all that is new
+            self.records.update(zip(bases, uids))
+            self.last_uid = uids[-1] if uids else self.last_uid
+            self.next_uid = max(self.next_uid, self.last_uid + 1)
+            self._offset += len(data)
+        else:
+            self.refresh()
         return uids
 
     def rewrite(self, live: dict[str, int]) -> None:

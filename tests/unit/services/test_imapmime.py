@@ -18,7 +18,7 @@ MIXED = (b"From: Ann <ann@example.org>\r\nSubject: parts\r\nMIME-Version: 1.0\r\
 
 def fetch(word: str, data: bytes = MIXED) -> bytes | None:
     item = imapfetch.parse_item(word)
-    value = imapfetch.section_bytes(item, imapmime.parse(data))
+    value = imapfetch.section_bytes(item, data, lambda: imapmime.parse(data))
     return None if value is None else imapfetch.partial(item, value)
 
 
