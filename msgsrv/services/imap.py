@@ -7,11 +7,14 @@ ID (RFC 2971), IDLE (RFC 2177), UIDPLUS (RFC 4315), NAMESPACE (RFC 2342), MOVE (
 the user's Maildir++ folders (store/mailbox.py), hierarchy delimiter `.`; users come from
 config/users.toml (store/users.py).
 
-- any state: CAPABILITY, NOOP, LOGOUT, ID
-- not authenticated: STARTTLS, LOGIN, AUTHENTICATE PLAIN. With `local.requiretls yes`, both are
-  refused until TLS is on (LOGINDISABLED, RFC 3501 §6.2.3).
-- authenticated: SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB,
-  STATUS, APPEND, NAMESPACE, IDLE
+This module frames commands (lines, literals, limits), dispatches them by state and reports
+what changed in the selected mailbox before each tagged reply; the commands live in mixins:
+
+- any state (here): CAPABILITY, NOOP, LOGOUT, ID
+- not authenticated (imapauth.py): STARTTLS, LOGIN, AUTHENTICATE PLAIN. With `local.requiretls
+  yes`, both are refused until TLS is on (LOGINDISABLED, RFC 3501 §6.2.3).
+- authenticated: SELECT, EXAMINE, IDLE (here); CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE,
+  LIST, LSUB, STATUS, APPEND, NAMESPACE (imapmailboxes.py)
 - selected (imapselected.py): CHECK, CLOSE, UNSELECT, EXPUNGE, SEARCH, FETCH, STORE, COPY, MOVE
   and their UID forms; changes made by other sessions are reported before each tagged reply.
 
@@ -29,28 +32,19 @@ server says `* BYE` and closes.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import calendar
 import re
 import ssl
 import time
 
-from msgsrv.services.authlimit import MAX_PER_CONNECTION, LoginThrottle
+from msgsrv.services.authlimit import LoginThrottle
 from msgsrv.services.base import LineSession, Service, masked
-from msgsrv.services.imapselected import SYSTEM_FLAGS, Bad, Refused, SelectedCommands, parse_flags
-from msgsrv.services.imapsyntax import (
-    LITERAL_MARK,
-    ListPattern,
-    Str,
-    SyntaxProblem,
-    astring_out,
-    quote,
-    tokenize,
-    valid_mutf7,
-)
+from msgsrv.services.imapauth import AuthCommands
+from msgsrv.services.imapmailboxes import MailboxCommands
+from msgsrv.services.imapreply import ANSWERED, Bad, Refused
+from msgsrv.services.imapselected import SelectedCommands
+from msgsrv.services.imapsyntax import LITERAL_MARK, SyntaxProblem, tokenize, valid_mutf7
 from msgsrv.services.imapview import SelectedView
-from msgsrv.store.mailbox import INBOX, SEP, MailboxError, canonical
+from msgsrv.store.mailbox import SEP, MailboxError, canonical
 
 MAX_LINE = 64 * 1024
 MAX_COMMAND = 64 * 1024
@@ -61,9 +55,6 @@ BASE_CAPABILITIES = ("IMAP4rev1", "LITERAL+", "ID", "IDLE", "UIDPLUS", "NAMESPAC
                      "CHILDREN", "SPECIAL-USE", f"APPENDLIMIT={MAX_APPEND}")
 LITERAL_RE = re.compile(rb"\{(\d{1,10})(\+?)\}$")
 TAG_RE = re.compile(r"^[!#$&',\-./0-9:;<=>?@A-Z\[^_`a-z|~]{1,64}$")  # RFC 3501 §9 tag
-SPECIAL_USE = {"sent": "\\Sent", "sent items": "\\Sent", "sent messages": "\\Sent", "drafts": "\\Drafts",
-               "trash": "\\Trash", "deleted items": "\\Trash", "deleted messages": "\\Trash",
-               "junk": "\\Junk", "spam": "\\Junk", "archive": "\\Archive", "archives": "\\Archive"}
 ANY, NOT_AUTH, AUTH, SELECTED = "any", "not authenticated", "authenticated", "selected"
 COMMANDS = {  # verb -> state it needs
     "CAPABILITY": ANY, "NOOP": ANY, "LOGOUT": ANY, "ID": ANY,
@@ -75,7 +66,6 @@ COMMANDS = {  # verb -> state it needs
     "FETCH": SELECTED, "STORE": SELECTED, "COPY": SELECTED, "MOVE": SELECTED, "UID": SELECTED,
 }
 NO_EXPUNGE_DURING = ("FETCH", "STORE", "SEARCH")  # RFC 3501 §7.4.1
-ANSWERED = object()  # a command that wrote its own tagged reply
 
 
 class CommandTooLong(Exception):
@@ -87,22 +77,9 @@ class CommandTooLong(Exception):
         self.fatal = fatal
 
 
-def parse_date_time(text: str) -> float:
-    """RFC 3501 date-time "dd-Mon-yyyy hh:mm:ss +zzzz" as seconds since the epoch."""
-    m = re.fullmatch(r" ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)", text)
-    months = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-    if m is None or m.group(2).lower() not in months:
-        raise Bad("invalid date-time")
-    day, mon, year = int(m.group(1)), months.index(m.group(2).lower()) + 1, int(m.group(3))
-    hh, mm, ss = int(m.group(4)), int(m.group(5)), int(m.group(6))
-    offset = (int(m.group(8)) * 60 + int(m.group(9))) * 60 * (1 if m.group(7) == "+" else -1)
-    try:
-        return calendar.timegm((year, mon, day, hh, mm, ss)) - offset
-    except (ValueError, OverflowError):
-        raise Bad("invalid date-time") from None
 
 
-class ImapSession(SelectedCommands, LineSession):
+class ImapSession(AuthCommands, MailboxCommands, SelectedCommands, LineSession):
     idle_timeout = 30 * 60.0  # RFC 3501 §5.4: at least 30 minutes
 
     def __init__(self, *args):
@@ -407,86 +384,6 @@ class ImapSession(SelectedCommands, LineSession):
         self.send(f'* ID ("name" "msgsrv" "version" "{__version__}")')
         return "ID completed"
 
-    # -- not authenticated (RFC 3501 §6.2) -------------------------------------------------------------
-    async def cmd_STARTTLS(self, tag, args):
-        if self.tls:
-            raise Bad("TLS is already active")
-        context = self.service.tls_context
-        if context is None:
-            raise Refused("TLS is not available")
-        # RFC 3501 §6.2.1 / RFC 2595 §3.1: nothing the client sent in the clear may count after the
-        # handshake; drop what it pipelined behind STARTTLS.
-        pending = getattr(self.reader, "_buffer", None)
-        if pending:
-            pending.clear()
-        self.send(f"{tag} OK Begin TLS negotiation now")
-        await self.flush()
-        try:
-            await self.writer.start_tls(context, ssl_handshake_timeout=30)
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as e:
-            self.service.log(f"STARTTLS handshake with {self.peer} failed: {e}", "Warning")
-            self.done = True
-            return ANSWERED
-        self.tls = True
-        return ANSWERED
-
-    async def cmd_LOGIN(self, tag, args):
-        self.want(args, 2, "LOGIN user password")
-        if not self.login_allowed():
-            raise Refused("[PRIVACYREQUIRED] LOGIN needs TLS: use STARTTLS first")
-        if isinstance(args[0], list) or isinstance(args[1], list):
-            raise Bad("usage: LOGIN user password")
-        return await self.authenticate(str(args[0]), str(args[1]))
-
-    async def cmd_AUTHENTICATE(self, tag, args):
-        if not args or len(args) > 2 or isinstance(args[0], list):
-            raise Bad("usage: AUTHENTICATE mechanism [initial-response]")
-        if str(args[0]).upper() != "PLAIN":
-            raise Refused("[CANNOT] unsupported authentication mechanism")
-        if not self.login_allowed():
-            raise Refused("[PRIVACYREQUIRED] AUTHENTICATE needs TLS: use STARTTLS first")
-        if len(args) == 2:  # RFC 4959 SASL-IR; "=" is an empty response
-            response = b"" if str(args[1]) == "=" else str(args[1]).encode("ascii", "replace")
-        else:
-            self.send("+ ")
-            await self.flush()
-            line = await self.read_raw_line(tag)
-            if line is None:
-                self.done = True
-                return ANSWERED
-            if line == b"*":
-                raise Bad("AUTHENTICATE cancelled")
-            response = line
-        try:
-            decoded = base64.b64decode(response, validate=True)
-        except (binascii.Error, ValueError):
-            raise Bad("invalid base64 in AUTHENTICATE response") from None
-        fields = decoded.split(b"\0")
-        if len(fields) != 3:
-            raise Bad("malformed PLAIN response")
-        authzid, user, password = (f.decode("utf-8", "surrogateescape") for f in fields)
-        if authzid and authzid != user:
-            raise Refused("[AUTHORIZATIONFAILED] cannot act as another user")
-        return await self.authenticate(user, password)
-
-    async def authenticate(self, user: str, password: str) -> str:
-        service = self.service
-        if not await asyncio.to_thread(service.logins.verify, user, password):
-            self.failed_logins += 1
-            delay = service.throttle.failed(self.address)
-            count = service.throttle.failures(self.address)
-            if count & (count - 1) == 0:  # 1, 2, 4, 8, ...: rate-limited log
-                service.log(f"login failed for {user[:64]!r} from {self.peer} ({count} failures from this address)",
-                            "Warning")
-            await asyncio.sleep(delay)
-            if self.failed_logins >= MAX_PER_CONNECTION:
-                self.bye = "too many failed logins"
-            raise Refused("[AUTHENTICATIONFAILED] Authentication failed")  # RFC 5530
-        service.throttle.succeeded(self.address)
-        self.store.mailbox(user).ensure()
-        self.user = user
-        return f"[CAPABILITY {self.capabilities()}] Logged in"
-
     # -- authenticated (RFC 3501 §6.3) ---------------------------------------------------------------
     async def cmd_SELECT(self, tag, args, readonly: bool = False):
         self.want(args, 1, "SELECT mailbox")
@@ -510,151 +407,6 @@ class ImapSession(SelectedCommands, LineSession):
 
     async def cmd_EXAMINE(self, tag, args):
         return await self.cmd_SELECT(tag, args, readonly=True)
-
-    async def cmd_CREATE(self, tag, args):
-        self.want(args, 1, "CREATE mailbox")
-        name = self.mailbox_arg(args[0], creating=True)
-        if name == INBOX or self.store.mailbox(self.user, name).exists():
-            raise Refused("[ALREADYEXISTS] mailbox already exists")
-        self.store.create(self.user, name)
-        return "CREATE completed"
-
-    async def cmd_DELETE(self, tag, args):
-        self.want(args, 1, "DELETE mailbox")
-        name = self.mailbox_arg(args[0])
-        if name == INBOX:
-            raise Refused("[CANNOT] INBOX cannot be deleted")
-        if self.view is not None and self.view.box.name == name:
-            raise Refused("[CANNOT] cannot delete the selected mailbox")
-        if not self.store.mailbox(self.user, name).exists():
-            raise Refused("[NONEXISTENT] no such mailbox")
-        self.store.delete(self.user, name)
-        self.service.pulse()
-        return "DELETE completed"
-
-    async def cmd_RENAME(self, tag, args):
-        self.want(args, 2, "RENAME mailbox new-name")
-        old = self.mailbox_arg(args[0])
-        new = self.mailbox_arg(args[1], creating=True)
-        if new == INBOX or self.store.mailbox(self.user, new).exists() or self.store.children(self.user, new):
-            raise Refused("[ALREADYEXISTS] target mailbox already exists")
-        if not self.store.mailbox(self.user, old).exists() and not self.store.children(self.user, old):
-            raise Refused("[NONEXISTENT] no such mailbox")
-        self.store.rename(self.user, old, new)
-        self.service.pulse()
-        return "RENAME completed"
-
-    async def cmd_SUBSCRIBE(self, tag, args, on: bool = True):
-        self.want(args, 1, "SUBSCRIBE mailbox")
-        self.store.subscribe(self.user, self.mailbox_arg(args[0]), on)
-        return f"{'SUBSCRIBE' if on else 'UNSUBSCRIBE'} completed"
-
-    async def cmd_UNSUBSCRIBE(self, tag, args):
-        return await self.cmd_SUBSCRIBE(tag, args, on=False)
-
-    async def cmd_NAMESPACE(self, tag, args):
-        self.send(f'* NAMESPACE (("" {quote(SEP)})) NIL NIL')  # RFC 2342: one personal namespace
-        return "NAMESPACE completed"
-
-    def list_pattern(self, ref: str, pattern: str) -> ListPattern:
-        full = ref + pattern if not (ref.endswith(SEP) and pattern.startswith(SEP)) else ref + pattern[1:]
-        if full[:5].upper() == INBOX and (len(full) == 5 or full[5] in SEP + "*%"):
-            full = INBOX + full[5:]  # RFC 3501 §5.1: INBOX is case-insensitive
-        return ListPattern(full, SEP)
-
-    async def cmd_LIST(self, tag, args):
-        self.want(args, 2, "LIST reference mailbox")
-        if isinstance(args[0], list) or isinstance(args[1], list):
-            raise Bad("usage: LIST reference mailbox")
-        ref, pattern = str(args[0]), str(args[1])
-        if not pattern:  # RFC 3501 §6.3.8: the delimiter and the root of the reference
-            root = ref.split(SEP)[0] + SEP if SEP in ref else ""
-            self.send(f"* LIST (\\Noselect) {quote(SEP)} {quote(root)}")
-            return "LIST completed"
-        matcher = self.list_pattern(ref, pattern)
-        existing = set(self.store.mailboxes(self.user))
-        names = set(existing)
-        for name in existing:  # parents that exist only through their children
-            parts = name.split(SEP)
-            names.update(SEP.join(parts[:i]) for i in range(1, len(parts)))
-        parents = {name.rpartition(SEP)[0] for name in names if SEP in name}
-        for name in sorted(names, key=lambda n: (n != INBOX, n)):
-            if not matcher.match(name):
-                continue
-            attrs = ["\\HasChildren" if name in parents else "\\HasNoChildren"]
-            if name not in existing:
-                attrs.insert(0, "\\Noselect")
-            use = SPECIAL_USE.get(name.lower())
-            if use:
-                attrs.append(use)
-            self.send_bytes(f"* LIST ({' '.join(attrs)}) {quote(SEP)} ".encode() + astring_out(name) + b"\r\n")
-            await self.breathe()
-        return "LIST completed"
-
-    async def cmd_LSUB(self, tag, args):
-        self.want(args, 2, "LSUB reference mailbox")
-        if isinstance(args[0], list) or isinstance(args[1], list):
-            raise Bad("usage: LSUB reference mailbox")
-        matcher = self.list_pattern(str(args[0]), str(args[1]))
-        subscribed = self.store.subscriptions(self.user)
-        shown: dict[str, str] = {}
-        for name in subscribed:
-            if matcher.match(name):
-                shown[name] = "()"
-                continue
-            parts = name.split(SEP)  # RFC 3501 §6.3.9: a matching parent of a subscribed name
-            for i in range(len(parts) - 1, 0, -1):
-                parent = SEP.join(parts[:i])
-                if matcher.match(parent):
-                    shown.setdefault(parent, "(\\Noselect)")
-                    break
-        for name in sorted(shown, key=lambda n: (n != INBOX, n)):
-            attrs = "()" if name in subscribed else shown[name]
-            self.send_bytes(f"* LSUB {attrs} {quote(SEP)} ".encode() + astring_out(name) + b"\r\n")
-        return "LSUB completed"
-
-    async def cmd_STATUS(self, tag, args):
-        if len(args) != 2 or not isinstance(args[1], list) or not args[1]:
-            raise Bad("usage: STATUS mailbox (items)")
-        box = self.store.mailbox(self.user, self.mailbox_arg(args[0]))
-        if not box.exists():
-            raise Refused("[NONEXISTENT] no such mailbox")
-        msgs = box.messages()
-        floor = box.recent_floor()
-        values = {"MESSAGES": lambda: len(msgs), "RECENT": lambda: sum(1 for m in msgs if m.uid >= floor),
-                  "UIDNEXT": lambda: box.uidnext, "UIDVALIDITY": lambda: box.uidvalidity,
-                  "UNSEEN": lambda: sum(1 for m in msgs if "\\Seen" not in m.flags)}
-        out = []
-        for item in args[1]:
-            key = str(item).upper()
-            if isinstance(item, list) or key not in values:
-                raise Bad("unknown STATUS item")
-            out.append(f"{key} {values[key]()}")
-        self.send_bytes(b"* STATUS " + astring_out(box.name) + f" ({' '.join(out)})\r\n".encode())
-        return "STATUS completed"
-
-    async def cmd_APPEND(self, tag, args):
-        if len(args) < 2 or not isinstance(args[-1], Str):
-            raise Bad("usage: APPEND mailbox [(flags)] [date-time] literal")
-        message = args[-1].raw or str(args[-1]).encode("utf-8", "surrogateescape")
-        middle = args[1:-1]
-        flags: frozenset[str] = frozenset()
-        date = None
-        if middle and isinstance(middle[0], list):
-            flags = parse_flags(middle[0]) - {"\\Recent"}
-            middle = middle[1:]
-        if middle:
-            if len(middle) != 1 or not isinstance(middle[0], Str):
-                raise Bad("usage: APPEND mailbox [(flags)] [date-time] literal")
-            date = parse_date_time(str(middle[0]))
-        if len(message) == 0:
-            raise Refused("cannot append an empty message")
-        box = self.store.mailbox(self.user, self.mailbox_arg(args[0]))
-        if not box.exists():
-            raise Refused("[TRYCREATE] no such mailbox")
-        uid = box.deliver(message, flags & SYSTEM_FLAGS | {f for f in flags if not f.startswith("\\")}, date)
-        self.service.pulse()
-        return f"[APPENDUID {box.uidvalidity} {uid}] APPEND completed"  # RFC 4315
 
     async def cmd_IDLE(self, tag, args):
         """RFC 2177: updates as they happen until the client says DONE."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from msgsrv.services import imapfetch, imapmime
+from msgsrv.services.imapreply import Bad, Refused
 from msgsrv.services.imapsearch import Candidate, compile_search
 from msgsrv.services.imapsyntax import compact_set
 from msgsrv.services.imapview import flag_list
@@ -23,14 +24,6 @@ SYSTEM_FLAGS = frozenset(("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\D
 _SYSTEM_BY_UPPER = {f.upper(): f for f in SYSTEM_FLAGS | {"\\Recent"}}
 ATOM_SPECIALS = set('(){ %*"\\]')
 EXPUNGEISSUED = "[EXPUNGEISSUED] some of the requested messages no longer exist"
-
-
-class Refused(Exception):
-    """A command failed: `<tag> NO <text>`."""
-
-
-class Bad(Exception):
-    """A command is malformed: `<tag> BAD <text>`."""
 
 
 def parse_flags(tokens) -> frozenset[str]:
