@@ -12,18 +12,16 @@ import psutil
 import pytest
 
 from msgsrv.store.mailbox import Store
-from tests.services.conftest import PASSWORD, USER, make_root
+from tests.services.conftest import PASSWORD, USER
 from tests.services.imapconn import ImapConn
 
 MB = 1024 * 1024
 
 
 @pytest.fixture
-def imap(tmp_path):
-    m = make_root(tmp_path / "root")
-    m.spawn("imap")
-    yield m
-    m.stop_all()
+def imap(mailroot):
+    mailroot.spawn("imap")
+    return mailroot
 
 
 def rss(m) -> int:

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from msgsrv.store.mailbox import Store
-from tests.services.conftest import PASSWORD, USER, make_root
+from tests.services.conftest import PASSWORD, USER
 from tests.services.imapconn import ImapConn
 
 MSG = (b"From: Ann <ann@example.org>\r\nTo: alice@example.org\r\nSubject: hello %d\r\n"
@@ -18,11 +18,9 @@ MSG = (b"From: Ann <ann@example.org>\r\nTo: alice@example.org\r\nSubject: hello 
 
 
 @pytest.fixture
-def imap(tmp_path):
-    m = make_root(tmp_path / "root")
-    m.spawn("imap")
-    yield m
-    m.stop_all()
+def imap(mailroot):
+    mailroot.spawn("imap")
+    return mailroot
 
 
 def conn(m, login: bool = True) -> ImapConn:

@@ -10,21 +10,14 @@ import pytest
 
 from msgsrv.config.store import ConfigStore
 from msgsrv.tls import client_context
-from tests.services.conftest import PASSWORD, USER, make_root
+from tests.services.conftest import PASSWORD, USER
 from tests.services.imapconn import ImapConn
 
 
 @pytest.fixture
-def tls_root(tmp_path):
-    m = make_root(tmp_path / "root")
-    yield m
-    m.stop_all()
-
-
-@pytest.fixture
-def imap(tls_root):
-    tls_root.spawn("imap")
-    return tls_root
+def imap(mailroot):
+    mailroot.spawn("imap")
+    return mailroot
 
 
 def plain(user: str, password: str, authzid: str = "") -> str:
@@ -73,22 +66,22 @@ def test_authenticate_plain_with_and_without_initial_response(imap):
         assert c.line().startswith(b"a3 OK")
 
 
-def test_requiretls_refuses_cleartext_logins_until_starttls(tls_root):
-    ConfigStore(tls_root.root.config_file).update({"local.requiretls": "yes"})
-    tls_root.spawn("imap")
-    with ImapConn(tls_root.port("service.imap.port")) as c:
+def test_requiretls_refuses_cleartext_logins_until_starttls(mailroot):
+    ConfigStore(mailroot.root.config_file).update({"local.requiretls": "yes"})
+    mailroot.spawn("imap")
+    with ImapConn(mailroot.port("service.imap.port")) as c:
         assert b"LOGINDISABLED" in c.greeting and b"AUTH=PLAIN" not in c.greeting
         lines, done = c.cmd(f'LOGIN {USER} "{PASSWORD}"')
         assert done.startswith(b"t1 NO [PRIVACYREQUIRED]")
         lines, done = c.cmd(f"AUTHENTICATE PLAIN {plain(USER, PASSWORD)}")
         assert done.startswith(b"t2 NO [PRIVACYREQUIRED]")
-    im = imaplib.IMAP4("127.0.0.1", tls_root.port("service.imap.port"), timeout=10)
-    im.starttls(ssl_context=client_context(tls_root.root))
+    im = imaplib.IMAP4("127.0.0.1", mailroot.port("service.imap.port"), timeout=10)
+    im.starttls(ssl_context=client_context(mailroot.root))
     assert "LOGINDISABLED" not in im.capabilities and "AUTH=PLAIN" in im.capabilities
     assert im.login(USER, PASSWORD)[0] == "OK"
     im.logout()
-    im = imaplib.IMAP4_SSL("127.0.0.1", tls_root.port("service.imap.sslport"),
-                           ssl_context=client_context(tls_root.root), timeout=10)
+    im = imaplib.IMAP4_SSL("127.0.0.1", mailroot.port("service.imap.sslport"),
+                           ssl_context=client_context(mailroot.root), timeout=10)
     assert im.login(USER, PASSWORD)[0] == "OK"
     im.logout()
 
@@ -112,3 +105,18 @@ def test_commands_pipelined_behind_starttls_are_dropped(imap):
         s = socket.create_connection(("127.0.0.1", imap.port("service.imap.sslport")), timeout=10)
         ctx = ssl.create_default_context()  # does not trust the suite's certificate
         ctx.wrap_socket(s, server_hostname="localhost")
+
+
+def test_the_fault_switch_holds_the_implicit_tls_port_too(imap):
+    import socket
+
+    imap.fault("imap", "hang")
+    raw = socket.create_connection(("127.0.0.1", imap.port("service.imap.sslport")), timeout=10)
+    tls = client_context(imap.root).wrap_socket(raw)  # the handshake happens, then nothing
+    tls.settimeout(0.5)
+    with pytest.raises(TimeoutError):
+        tls.recv(100)
+    tls.close()
+    imap.fault("imap", None)
+    with ImapConn(imap.port("service.imap.sslport"), context=client_context(imap.root)) as c:
+        assert c.greeting.startswith(b"* OK [CAPABILITY IMAP4rev1")
