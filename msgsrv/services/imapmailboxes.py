@@ -107,6 +107,7 @@ class MailboxCommands:
             names.update(SEP.join(parts[:i]) for i in range(1, len(parts)))
         parents = {name.rpartition(SEP)[0] for name in names if SEP in name}
         for name in sorted(names, key=lambda n: (n != INBOX, n)):
+            await self.breathe()  # thousands of mailboxes: other clients still get their turn
             if not matcher.match(name):
                 continue
             attrs = ["\\HasChildren" if name in parents else "\\HasNoChildren"]

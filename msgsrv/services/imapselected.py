@@ -46,25 +46,29 @@ def parse_flags(tokens) -> frozenset[str]:
 
 
 class StructureCache:
-    """Parsed message structures by file (a maildir file's content never changes)."""
+    """Parsed message structures by file (a maildir file's content never changes), bounded by the
+    octets of the messages kept, so a session fetching big mail cannot make the cache big."""
 
-    SIZE = 256
-    LARGEST = 1 << 20  # octets: bigger messages are parsed each time, not kept
+    OCTETS = 8 << 20  # all kept messages together (a parsed tree holds about twice its message)
+    LARGEST = 1 << 20  # a bigger message is parsed each time, not kept
 
     def __init__(self):
-        self._parts: OrderedDict[tuple[str, str], imapmime.Part] = OrderedDict()
+        self._parts: OrderedDict[tuple[str, str], tuple[imapmime.Part, int]] = OrderedDict()
+        self._octets = 0
 
     def get(self, path, data: bytes) -> imapmime.Part:
         key = (str(path.parent.parent), maildirname.split(path.name)[0])
-        part = self._parts.get(key)
-        if part is not None:
+        hit = self._parts.get(key)
+        if hit is not None:
             self._parts.move_to_end(key)
-            return part
+            return hit[0]
         part = imapmime.parse(data)
         if len(data) <= self.LARGEST:
-            self._parts[key] = part
-            if len(self._parts) > self.SIZE:
-                self._parts.popitem(last=False)
+            self._parts[key] = (part, len(data))
+            self._octets += len(data)
+            while self._octets > self.OCTETS:
+                _, (_, size) = self._parts.popitem(last=False)
+                self._octets -= size
         return part
 
 
