@@ -117,7 +117,6 @@ class MailboxCommands:
             if use:
                 attrs.append(use)
             self.send_bytes(f"* LIST ({' '.join(attrs)}) {quote(SEP)} ".encode() + astring_out(name) + b"\r\n")
-            await self.breathe()
         return "LIST completed"
 
     async def cmd_LSUB(self, tag, args):
