@@ -1,19 +1,23 @@
-"""Benchmark of the built-in servers: spawn -> accepting, spawn -> first answer and RSS per server.
+"""Benchmark of the built-in servers: spawn -> accepting, spawn -> first answer and RSS per server,
+then end-to-end SMTP -> store -> IMAP FETCH with one client, then the IMAP bulk fetch rates of one
+command over the whole mailbox (`UID FETCH 1:* BODY.PEEK[]`, and the header fetch mail clients start with).
 
-    python bench/servers.py [--runs 3]
+    python bench/servers.py [--messages 1000] [--size 10240] [--runs 3]
 
 Goals (issue 4): each server accepting within 250 ms of spawn, RSS <= 30 MB each. "accepting" is
 the first successful connect (the port is bound); "answers" is the first protocol reply (a
 greeting, or for http the status line of GET /health), which for mshttpd comes after aiohttp is
-imported. End-to-end mail throughput and TLS handshake cost: bench/mail_bench.py. Runs in a
+imported. Throughput with 1 and 8 SMTP clients and TLS handshake cost: bench/mail_bench.py. Runs in a
 temporary server root on free loopback ports.
 """
 
 from __future__ import annotations
 
 import argparse
+import imaplib
 import os
 import signal
+import smtplib
 import socket
 import statistics
 import subprocess
@@ -136,8 +140,78 @@ def startup(base: Path, ports: dict[str, int], runs: int) -> list[tuple[str, flo
     return rows
 
 
+def throughput(base: Path, ports: dict[str, int], n: int, size: int) -> tuple[float, float, float, float, float]:
+    procs = [spawn(base, "dispatcher"), spawn(base, "imap")]
+    try:
+        wait_accepting(ports["service.smtp.port"], procs[0])
+        wait_accepting(ports["service.imap.port"], procs[1])
+        line = b"x" * 76 + b"\r\n"
+        body = line * (size // len(line))
+        start = time.monotonic()
+        with smtplib.SMTP("127.0.0.1", ports["service.smtp.port"]) as s:
+            for i in range(n):
+                s.sendmail("load@example.org", [USER], b"Subject: bench %d\r\n\r\n" % i + body)
+        sent = time.monotonic()
+        im = imaplib.IMAP4("127.0.0.1", ports["service.imap.port"])
+        im.login(USER, PASSWORD)
+        typ, data = im.select("INBOX")
+        assert int(data[0]) == n, data
+        for i in range(1, n + 1):
+            typ, msg = im.fetch(str(i), "(RFC822)")
+            assert typ == "OK" and msg[0][1].endswith(body), i
+        im.logout()
+        done = time.monotonic()
+        rss = max(rss_mb(p.pid) for p in procs)
+    finally:
+        for p in procs:
+            stop(p)
+    total = done - start
+    return n / total, n / (sent - start), n / (done - sent), total, rss
+
+
+IMAP_BULK = {  # label -> UID FETCH items over 1:*
+    "UID FETCH 1:* BODY.PEEK[]": "BODY.PEEK[]",
+    "UID FETCH 1:* headers (mutt)": "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (DATE FROM SUBJECT TO CC "
+                                    "MESSAGE-ID REFERENCES CONTENT-TYPE IN-REPLY-TO)])",
+}
+
+
+def imap_bulk(base: Path, ports: dict[str, int], n: int, runs: int) -> list[tuple[str, float, float]]:
+    """(label, messages/s, MB/s) of one UID FETCH over the N messages already in INBOX (median of RUNS)."""
+    proc = spawn(base, "imap")
+    rows = []
+    try:
+        wait_accepting(ports["service.imap.port"], proc)
+        im = imaplib.IMAP4("127.0.0.1", ports["service.imap.port"])
+        im.login(USER, PASSWORD)
+        im.select("INBOX", readonly=True)
+        for label, items in IMAP_BULK.items():
+            times, octets = [], 0
+            for _ in range(runs):
+                start = time.monotonic()
+                try:
+                    typ, data = im.uid("FETCH", "1:*", items)
+                except imaplib.IMAP4.error:
+                    break  # refused (an older server): no figure
+                times.append(time.monotonic() - start)
+                parts = [d for d in data if isinstance(d, tuple)]
+                assert typ == "OK" and len(parts) == n, (typ, len(parts))
+                octets = sum(len(d[1]) for d in parts)
+            if times:
+                t = statistics.median(times)
+                rows.append((label, n / t, octets / t / 1e6))
+            else:
+                rows.append((label, 0.0, 0.0))
+        im.logout()
+    finally:
+        stop(proc)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=1000)
+    ap.add_argument("--size", type=int, default=10240)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,6 +221,14 @@ def main() -> int:
         for component, ms, answer_ms, rss in startup(base, ports, args.runs):
             flag = "" if ms <= 250 and rss <= 30 else "  (over goal)"
             print(f"{component:<16}{ms:>16.0f}{answer_ms:>14.0f}{rss:>10.1f}{flag}")
+        rate, smtp_rate, imap_rate, total, rss = throughput(base, ports, args.messages, args.size)
+        print()
+        print(f"end to end, {args.messages} messages of {args.size} bytes: {rate:.0f} messages/s "
+              f"({total:.2f} s; SMTP in {smtp_rate:.0f}/s, IMAP FETCH out {imap_rate:.0f}/s; max RSS {rss:.1f} MB)")
+        print()
+        print(f"{'IMAP bulk fetch, ' + str(args.messages) + ' messages':<40}{'messages/s':>12}{'MB/s':>8}")
+        for label, per_s, mb_s in imap_bulk(base, ports, args.messages, args.runs):
+            print(f"{label:<40}{per_s:>12.0f}{mb_s:>8.1f}")
     return 0
 
 

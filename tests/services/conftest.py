@@ -21,7 +21,7 @@ from tests.conftest import free_ports
 
 PORTS = {  # component -> its port parameters
     "store": ("local.store.port",),
-    "imap": ("service.imap.port",),
+    "imap": ("service.imap.port", "service.imap.sslport"),
     "pop": ("service.pop.port", "service.pop.sslport"),
     "http": ("service.http.port", "service.http.sslport"),
     "dispatcher": ("service.smtp.port", "service.lmtp.port", "service.smtp.sslport"),
