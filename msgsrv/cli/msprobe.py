@@ -13,7 +13,7 @@ import click
 
 PROG = "msprobe"
 SERVICES = ("imap", "pop", "http", "cert", "job_controller", "smtp", "lmtp", "mmp", "ens", "store", "sched",
-            "pops", "https", "smtps")
+            "imaps", "pops", "https", "smtps")
 
 
 def _console():

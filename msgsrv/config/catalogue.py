@@ -105,6 +105,7 @@ _ROWS: tuple[tuple, ...] = (
     ("service.http.sslport", "port", "10443", N, "HTTPS port"),
     ("local.requiretls", "boolean", "no", N,
      "Refuse LOGIN, USER/PASS and AUTH on connections without TLS (STARTTLS first)"),
+    ("service.imap.enablesslport", "boolean", "yes", N, "Listen on service.imap.sslport (IMAPS)"),
     ("service.pop.enablesslport", "boolean", "yes", N, "Listen on service.pop.sslport (POP3S)"),
     ("service.http.enablesslport", "boolean", "yes", N, "Listen on service.http.sslport (HTTPS)"),
     ("service.smtp.sslport", "port", "10465", N, "SMTP submission over implicit TLS (SMTPS, AUTH required) port"),
@@ -154,7 +155,7 @@ PATTERNS: tuple[Parameter, ...] = tuple(p for p in PARAMETERS if p.is_pattern)
 
 # What a placeholder may stand for. <task>: any name made of letters, digits, '_' and '-'.
 SERVICES = ("imap", "pop", "http", "cert", "job_controller", "smtp", "lmtp", "mmp", "ens", "store", "sched",
-            "pops", "https", "smtps")
+            "imaps", "pops", "https", "smtps")
 COMPONENT_NAMES = ("ens", "store", "imap", "pop", "cert", "http", "sched", "dispatcher", "job_controller", "mmp")
 _PLACEHOLDER_VALUES = {
     "<svc>": SERVICES,

@@ -5,7 +5,7 @@ expected response. A probe that gets no answer within TIMEOUT seconds returns ok
 timed_out=True (the verdict calls that HUNG); a refused connection or a wrong answer returns
 ok=False, timed_out=False (DOWN).
 
-The implicit-TLS ports (pops, https, smtps) are probed with the plain protocol's dialogue over
+The implicit-TLS ports (imaps, pops, https, smtps) are probed with the plain protocol's dialogue over
 TLS: the clock then includes the TCP connect and the whole TLS handshake, and a certificate the
 client context does not trust, or a failed handshake, is DOWN.
 """
@@ -137,6 +137,7 @@ async def line(c: Conversation) -> str:
 
 DIALOGUES: dict[str, Dialogue] = {
     "imap": imap,
+    "imaps": imap,
     "pop": pop,
     "pops": pop,
     "http": http,
@@ -155,6 +156,7 @@ DIALOGUES: dict[str, Dialogue] = {
 
 # msprobe services spoken over implicit TLS -> the parameter that switches their port on
 TLS_SERVICES: dict[str, str] = {
+    "imaps": "service.imap.enablesslport",
     "pops": "service.pop.enablesslport",
     "https": "service.http.enablesslport",
     "smtps": "service.smtp.enablesslport",

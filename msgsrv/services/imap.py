@@ -77,8 +77,6 @@ class CommandTooLong(Exception):
         self.fatal = fatal
 
 
-
-
 class ImapSession(AuthCommands, MailboxCommands, SelectedCommands, LineSession):
     idle_timeout = 30 * 60.0  # RFC 3501 §5.4: at least 30 minutes
 
@@ -488,7 +486,7 @@ class ImapService(Service):
         self.changed = asyncio.Event()
         self.tls_context = self.make_tls_context()
         await self.serve_on(host, self.port("service.imap.port"), None)
-        if self.tls_context is not None:
+        if self.tls_context is not None and self.config.get_bool("service.imap.enablesslport"):
             await self.serve_on(host, self.port("service.imap.sslport"), self.tls_context)
 
 

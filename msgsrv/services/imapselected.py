@@ -310,4 +310,3 @@ class SelectedCommands:
         if method is None:
             raise Bad("unknown UID command")
         return await method(tag, args[1:], uid=True)
-

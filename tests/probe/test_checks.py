@@ -100,24 +100,25 @@ def test_probes_run_concurrently_three_hung_cost_one_timeout(fakes):
 # -- implicit-TLS ports (issue 13): the clock includes the handshake --------------------------------
 @pytest.fixture(scope="module")
 def tls_servers(tmp_path_factory):
-    """Real pop, http and dispatcher processes with their TLS ports, in one server root."""
+    """Real imap, pop, http and dispatcher processes with their TLS ports, in one server root."""
     from tests.services.conftest import make_root
 
     m = make_root(tmp_path_factory.mktemp("tlsprobe") / "root")
-    for component in ("pop", "http", "dispatcher"):
+    for component in ("imap", "pop", "http", "dispatcher"):
         m.spawn(component)
     yield m
     m.stop_all()
 
 
 @pytest.mark.parametrize("service,parameter", [
-    ("pops", "service.pop.sslport"), ("https", "service.http.sslport"), ("smtps", "service.smtp.sslport")])
+    ("imaps", "service.imap.sslport"), ("pops", "service.pop.sslport"), ("https", "service.http.sslport"),
+    ("smtps", "service.smtp.sslport")])
 def test_tls_probe_speaks_the_protocol_over_tls(tls_servers, service, parameter):
     from msgsrv import tls
 
     r = asyncio.run(probe(service, tls_servers.port(parameter), timeout=10, tls=tls.client_context(tls_servers.root)))
     assert r.ok, r.detail
-    assert r.detail.startswith({"pops": "+OK", "https": "HTTP/1.0 200", "smtps": "220 "}[service])
+    assert r.detail.startswith({"imaps": "* OK", "pops": "+OK", "https": "HTTP/1.0 200", "smtps": "220 "}[service])
 
 
 def test_tls_probe_time_includes_the_handshake(tls_servers):

@@ -83,11 +83,11 @@ def test_healthy_system_all_ok_and_recorded(suite, root):
     suite.start()
     r = suite.msprobe()
     assert r.returncode == 0, r.stdout + r.stderr
-    probed = ["store", "imap", "pop", "pops", "http", "https"]  # the TLS ports too (issue 13)
-    assert [ln.split()[0] for ln in r.stdout.splitlines()[:6]] == probed
-    assert all(ln.split()[-1] == "OK" for ln in r.stdout.splitlines()[:6])
+    probed = ["store", "imap", "imaps", "pop", "pops", "http", "https"]  # the TLS ports too (issue 13)
+    assert [ln.split()[0] for ln in r.stdout.splitlines()[:7]] == probed
+    assert all(ln.split()[-1] == "OK" for ln in r.stdout.splitlines()[:7])
     assert [s.series for s in History(root.history_db).summaries()] == [
-        "disk:queue", "disk:store", "http", "https", "imap", "pop", "pops", "store"]
+        "disk:queue", "disk:store", "http", "https", "imap", "imaps", "pop", "pops", "store"]
 
 
 def test_hung_imap_is_reported_within_timeout_and_store_group_restarted(suite):

@@ -18,7 +18,7 @@ from msgsrv.services.imapsyntax import (
 
 
 def test_tokens_keep_fetch_sections_whole_and_tell_strings_from_atoms():
-    toks = tokenize('1:* (UID BODY.PEEK[HEADER.FIELDS (From "To")]<0.100>) "a \\"q\\"" \0' + '0\0', [b"lit\r\n"])
+    toks = tokenize('1:* (UID BODY.PEEK[HEADER.FIELDS (From "To")]<0.100>) "a \\"q\\"" \0' + "0\0", [b"lit\r\n"])
     assert toks[0] == "1:*"
     assert toks[1] == ["UID", 'BODY.PEEK[HEADER.FIELDS (From "To")]<0.100>']
     assert isinstance(toks[2], Str) and toks[2] == 'a "q"'
