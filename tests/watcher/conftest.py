@@ -85,9 +85,14 @@ class Suite:
         return [ln.split("] ", 1)[1] if ln.startswith("[") else ln for ln in self.log().splitlines()]
 
     def status(self) -> dict:
+        """`watcher status --json` by component; its exit status (0: all enabled RUNNING, 3: not) agrees."""
         r = self.cli("watcher", "status", "--json")
-        assert r.returncode == 0, r.stderr
-        return {c["name"]: c for c in json.loads(r.stdout)["components"]}
+        assert r.returncode in (0, 3), r.stderr
+        data = json.loads(r.stdout)
+        comps = {c["name"]: c for c in data["components"]}
+        all_up = all(c["state"] == "RUNNING" for c in comps.values() if c["enabled"])
+        assert r.returncode == (0 if all_up else 3) == data["exit_status"], (r.returncode, comps)
+        return comps
 
     def kill(self, pid: int, sig=signal.SIGKILL) -> None:
         os.kill(pid, sig)
