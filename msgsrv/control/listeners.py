@@ -29,6 +29,9 @@ _taken: set[int] = set()
 class PortInUse(OSError):
     """The address is held by another socket; the text names the holder."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 def _split(addr: str) -> tuple[str, int]:
     host, _, port = addr.rpartition(":")

@@ -418,28 +418,38 @@ class Supervisor:
     # -- reports from msprobe and store utilities -----------------------------------------------------------
     def report_hang(self, service: str, since: float, detail: str, by: str) -> tuple[str, str]:
         """msprobe says SERVICE does not respond (its probe began at SINCE). Logged like a crash,
-        whether or not it restarts (seed). Returns (outcome, text) for the reporter."""
+        whether or not it restarts (seed). Returns (outcome, text) for the reporter.
+
+        Not a new failure when a restart of its unit is due or under way, when the component was
+        stopped by request, or when its processes are newer than the probe; a FATAL one whose
+        budget is still spent stays given up. Anything else goes through the policy like a crash:
+        a FATAL or EXITED component whose window has passed is restarted again."""
         c = PROBE_TARGETS[service][0]
         comp = self.comps[c]
         unit = BY_NAME[c].unit
         line = M.NOT_RESPONDING.format(svc=service, detail=detail, by=by)
-        if self.closing:
-            self.alert(line, "Warning")
-            return "down", "the watcher is shutting down"
-        live = [k for k in comp.procs if not k.stopping]
         members = " ".join(self._members(unit, c))
-        if comp.state is not State.RUNNING or not live or all(k.started > since for k in live):
-            # nothing the report can be about: down, being restarted, or already replaced
+        live = [k for k in comp.procs if not k.stopping]
+
+        def noted(outcome: str, text: str) -> tuple[str, str]:
             self.alert(line, "Warning")
-            self.journal.add("hang", c, unit, None, f"{line} (not acted on: {comp.state.value})", by)
-            if comp.state is State.FATAL:
-                return "limit", self._limit_text(c)
-            if comp.state in (State.BACKOFF, State.STARTING, State.STOPPING) or self.pending.get(unit or ""):
-                return "already", members
-            if live and all(k.started > since for k in live):
-                return "stale", members
-            return "down", f"{c} is {comp.state.value}"
-        action, members_l = self.failure(c, "hang", line, line, pid=live[0].pid, by=by, hung=True)
+            self.journal.add("hang", c, unit, live[0].pid if live else None, f"{line} (not acted on: {outcome})", by)
+            return outcome, text
+
+        self.cfg.refresh()
+        self._window()
+        if self.closing:
+            return noted("down", "the watcher is shutting down")
+        if comp.state in (State.BACKOFF, State.STARTING, State.STOPPING) or self.pending.get(unit or ""):
+            return noted("already", members)
+        if not comp.wanted:
+            return noted("down", f"{c} is {comp.state.value} (stopped by request)")
+        if live and all(k.started > since for k in live):
+            return noted("stale", members)
+        if comp.state is State.FATAL and unit and self.budget.in_window(unit, time.monotonic()) >= self.budget.limit:
+            return noted("limit", self._limit_text(c))
+        action, members_l = self.failure(c, "hang", line, line, pid=live[0].pid if live else None, by=by,
+                                         hung=bool(live))
         members = " ".join(members_l)
         return {Action.RESTART: ("restarting", members), Action.MERGE: ("already", members),
                 Action.NOT_ON: ("off", members), Action.NEVER: ("never", c),
@@ -650,7 +660,7 @@ class Supervisor:
             "pid": os.getpid(), "ha": self.ha, "port": self.watcher_port,
             "autorestart": cfg.get_bool("local.autorestart"), "window": window, "limit": self.budget.limit,
             "restarts_total": dict(self.restarts_total), "config_error": self.cfg.broken,
-            "busy": self.ops.pending()}}
+            "unrecorded": sorted(str(p) for p in self.recorder.pending), "busy": self.ops.pending()}}
 
 
 def console_writer(line: str) -> None:
