@@ -362,7 +362,10 @@ def test_issue_10_a_full_disk_is_not_a_crash(tmp_path, monkeypatch, cli):
         assert M.RECORD_FAILED.split(":")[0].format(path="") in suite.log()
     finally:
         subprocess.run([command_path("stop-msg"), "-f"], capture_output=True, timeout=60)
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        for p in root_processes(mnt / "root"):
+            p.kill()
+        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def test_issue_10_a_second_instance_does_not_share_a_port(suite, cli):
