@@ -107,6 +107,8 @@ class OperationQueue:
 
     def submit(self, make: Callable[[], Awaitable], label: str = "") -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
+        # the watcher's own restarts have no requester: their outcome is in the log, not in a future
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._queue.append((make, fut, label))
         self._idle.clear()
         self._wake.set()

@@ -412,7 +412,7 @@ class Supervisor:
         if r.begun:
             self.journal.add("restart-done", r.cause, r.unit, detail=" ".join(sorted(r.members)))
         for m in r.members:
-            self.settle(m)
+            self.settle(m, None if self.comps[m].wanted else State.STOPPED)  # stopped by request meanwhile
         self.save_soon()
 
     # -- reports from msprobe and store utilities -----------------------------------------------------------
@@ -462,14 +462,16 @@ class Supervisor:
     def utility_failed(self, who: str, reason: str, by: str | None = None) -> tuple[str, str]:
         """SPEC §1: a store utility that fails or freezes restarts every store service (not itself)."""
         line = M.UTILITY_FAILED.format(who=who, reason=reason)
-        if not any(self.comps[m].wanted for m in STORE_GROUP):
+        running = [m for m in STORE_GROUP if self.comps[m].wanted]
+        if not running:
             self.alert(line)
             self.journal.add("utility", "store", "store", None, f"{line} (no store service runs)", by or who)
             return "down", "no store service runs"
-        action, members = self.failure("store", "utility", line, line, by=by or who)
+        # the failure is the store group's: charged to its first member meant to run
+        action, members = self.failure(running[0], "utility", line, line, by=by or who)
         return {Action.RESTART: ("restarting", " ".join(members)), Action.MERGE: ("already", " ".join(members)),
-                Action.NOT_ON: ("off", " ".join(members)), Action.NEVER: ("never", "store"),
-                Action.GIVE_UP: ("limit", self._limit_text("store"))}[action]
+                Action.NOT_ON: ("off", " ".join(members)), Action.NEVER: ("never", running[0]),
+                Action.GIVE_UP: ("limit", self._limit_text(running[0]))}[action]
 
     # -- requests ----------------------------------------------------------------------------------------
     def request_start(self, names: list[str], out: ops.Out, by: str | None = None) -> asyncio.Future:
