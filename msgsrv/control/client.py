@@ -82,7 +82,9 @@ def read_token(root: ServerRoot) -> str:
 
 
 def who_am_i() -> str:
-    return f"{os.path.basename(sys.argv[0] or 'python') or 'python'}[{os.getpid()}]"
+    """'msprobe[4321]': the program's name (without .py) and pid, for the journal's `by`."""
+    name = os.path.basename(sys.argv[0] or "") or "python"
+    return f"{name.removesuffix('.py')}[{os.getpid()}]"
 
 
 class WatcherClient:
