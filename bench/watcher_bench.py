@@ -89,7 +89,7 @@ def main() -> int:
         rss_servers = [p.memory_info().rss / 2**20 for p in servers]
         restarts = []
         log = base / "data/log/watcher"
-        for i in range(args.rounds):
+        for _ in range(args.rounds):
             n = log.read_text().count("Starting http server")
             imap = pids(base, "imap")[0]
             t = time.monotonic()
