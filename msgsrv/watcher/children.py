@@ -207,9 +207,8 @@ class Processes:
     async def clear_leftovers(self, child: Child, grace: float = LEFTOVER_GRACE) -> int:
         """After CHILD (a leader) exited: end the rest of its group, session and cgroup.
         SIGTERM + SIGCONT, SIGKILL after GRACE. Returns how many were found."""
-        pids = set(_group_members(child.pid))
-        if child.cgroup:
-            pids |= set(cg.procs(child.cgroup))
+        # a cgroup holds every descendant (setsid() escapers too); without one, scan for the group
+        pids = set(cg.procs(child.cgroup)) if child.cgroup else set(_group_members(child.pid))
         pids.discard(os.getpid())
         fds: dict[int, int] = {}
         for pid in pids:
