@@ -12,7 +12,6 @@ started. Prints a table (the machine is shared: compare figures within one run).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -23,25 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from watcher_bench import free_ports, pids  # the same directory: bench/
+
 BIN = Path(sys.executable).parent
 PARAMS = ("local.watcher.port", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port")
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def pids(base: Path, c: str) -> list[int]:
-    try:
-        return [d["pid"] for d in json.loads((base / "data/run" / f"{c}.pid").read_text())]
-    except (OSError, ValueError):
-        return []
 
 
 def greets(port: int) -> bool:

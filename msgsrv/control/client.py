@@ -17,11 +17,12 @@ import socket
 import sys
 from collections.abc import Callable
 
-from msgsrv.control.protocol import Answer, format_request
+from msgsrv.control.protocol import KEEPALIVE, Answer, format_request
 from msgsrv.errors import OperationFailed
 from msgsrv.paths import ServerRoot
 
 DEFAULT_CALL_TIMEOUT = 5.0
+MIN_CALL_TIMEOUT = 4 * KEEPALIVE  # a deadline always spans several keepalives
 
 
 class WatcherUnavailable(OperationFailed):
@@ -71,7 +72,7 @@ def watcher_port(root: ServerRoot) -> int:
 def call_timeout(root: ServerRoot) -> float:
     store = read_settings(root)
     value = store.get_float("local.watcher.calltimeout", DEFAULT_CALL_TIMEOUT) if store else DEFAULT_CALL_TIMEOUT
-    return value if value > 0 else DEFAULT_CALL_TIMEOUT
+    return max(value, MIN_CALL_TIMEOUT) if value > 0 else DEFAULT_CALL_TIMEOUT
 
 
 def read_token(root: ServerRoot) -> str:
@@ -193,13 +194,7 @@ class UtilitySession:
         return Answer.parse(self.client.request("FAILED", who, reason))
 
     def close(self) -> None:
-        if self.client is not None:
-            try:
-                self.client.request("BYE", timeout=2.0)
-            except OperationFailed:
-                pass
-            self.client.close()
-            self.client = None
+        self.client = _say_bye(self.client)
 
     def __enter__(self) -> UtilitySession:
         return self
@@ -234,10 +229,14 @@ class Registration:
         return cls(client)
 
     def bye(self) -> None:
-        if self.client is not None:
-            try:
-                self.client.request("BYE", timeout=2.0)
-            except OperationFailed:
-                pass
-            self.client.close()
-            self.client = None
+        self.client = _say_bye(self.client)
+
+
+def _say_bye(client: WatcherClient | None) -> None:
+    """End a registration in order: BYE, then close (a closing without BYE means a failure)."""
+    if client is not None:
+        try:
+            client.request("BYE", timeout=2.0)
+        except OperationFailed:
+            pass
+        client.close()

@@ -47,7 +47,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MAX_LINE = 4096
-KEEPALIVE = 1.0  # seconds between K lines while a request waits
+KEEPALIVE = 0.25  # seconds between K lines while a request waits (well under any call deadline)
 VERBS = ("AUTH", "PING", "STATUS", "START", "STOP", "RESTART", "HUNG", "FAILED", "UTILITY", "REGISTER", "BYE",
          "SHUTDOWN")
 OUTCOMES = ("restarting", "already", "limit", "off", "never", "stale", "down")

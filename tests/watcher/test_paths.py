@@ -157,3 +157,32 @@ def test_the_control_port_freed_while_retrying_is_taken(suite, cli):
     assert w.returncode == 0, err
     all_running(suite)
 
+
+
+def test_a_request_queued_behind_a_restart_waits_without_timing_out(suite, cli):
+    # STYLE §4.5: queued, never refused for being busy; keepalives keep the 1 s deadline from firing
+    suite.configure(args={"store": "--delay 2.5"}, **{"local.watcher.calltimeout": "1"})
+    assert cli("start-msg").returncode == 0
+    suite.kill(suite.pids("imap")[0])
+    wait_for(lambda: RESTART_STORE in suite.log())
+    t0 = time.monotonic()
+    r = cli("start-msg", "imap")
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t0 > 1.5  # it waited for the restart to finish
+    assert r.stdout.splitlines() == [M.CONNECTING, M.ALREADY_RUNNING.format(c="imap")]
+
+
+def test_sigterm_preempts_a_restart_under_way(suite, cli):
+    suite.configure(args={"store": "--delay 5", "imap": "--delay 5"})
+    assert cli("start-msg").returncode == 0
+    w = suite.watcher_pid()
+    suite.kill(suite.pids("http")[0])
+    wait_for(lambda: suite.log().count("Starting store server") == 2)  # the restart waits on a slow store
+    t0 = time.monotonic()
+    os.kill(w, 15)
+    wait_for(lambda: gone(w), timeout=10)
+    assert time.monotonic() - t0 < 4  # not after the 5 s store start and the rest of the restart
+    assert M.WATCHER_EXITING.format(pid=w) in suite.log_lines()
+    from tests.watcher.test_issue_10 import root_processes
+
+    wait_for(lambda: root_processes(suite.base) == [], timeout=10)
