@@ -79,16 +79,18 @@ def main() -> int:
                 time.sleep(0.005)
             exits.append(exit_at * 1000)
             greets_at.append(greet_at * 1000)
-            recs = journal(base)
-            hang = [r for r in recs if r["kind"] == "hang" and r["component"] == "imap"][-1]
-            started = [r for r in recs if r["kind"] == "started" and r["component"] == "imap" and r["t"] > hang["t"]]
-            inside.append((started[0]["t"] - hang["t"]) * 1000)
+            recs = journal(base)  # none from a watcher without a journal (0.1.0): no inside figure
+            hangs = [r for r in recs if r["kind"] == "hang" and r["component"] == "imap"]
+            started = [r for r in recs if r["kind"] == "started" and r["component"] == "imap"
+                       and hangs and r["t"] > hangs[-1]["t"]]
+            if started:
+                inside.append((started[0]["t"] - hangs[-1]["t"]) * 1000)
             time.sleep(1.2)  # let the 1 s restart window pass
     finally:
         subprocess.run([BIN / "stop-msg", "-f"], env=env, stdout=subprocess.DEVNULL)
 
     def fig(xs):
-        return f"{statistics.median(xs):.0f} ms (min {min(xs):.0f}, max {max(xs):.0f})"
+        return f"{statistics.median(xs):.0f} ms (min {min(xs):.0f}, max {max(xs):.0f})" if xs else "-"
 
     rows = [
         (f"SIGSTOP imapd -> msprobe imap exits (median of {args.rounds}; exit statuses {sorted(set(codes))})",
