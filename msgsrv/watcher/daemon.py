@@ -147,9 +147,10 @@ async def _run_locked(root: ServerRoot, ha: bool) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await worker
         sup.save_now()
-        sup.log(M.WATCHER_EXITING.format(pid=os.getpid()))
-        sup.journal.add("watcher-exit", pid=os.getpid(), detail=f"exit status {sup.exit_code}")
-        for path in (root.pid_file("watcher"), root.run_dir / statefile.RUN_RECORD):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        if sup.finished.is_set():  # a clean exit; after anything else the next watcher must know
+            sup.log(M.WATCHER_EXITING.format(pid=os.getpid()))
+            sup.journal.add("watcher-exit", pid=os.getpid(), detail=f"exit status {sup.exit_code}")
+            for path in (root.pid_file("watcher"), root.run_dir / statefile.RUN_RECORD):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
     return sup.exit_code

@@ -30,7 +30,8 @@ from msgsrv.watcher import children as ch
 from msgsrv.watcher.states import State
 
 if TYPE_CHECKING:
-    from msgsrv.watcher.supervisor import Restart, Supervisor
+    from msgsrv.watcher.facts import Restart
+    from msgsrv.watcher.supervisor import Supervisor
 
 DOT_EVERY = 0.05  # one progress dot per 50 ms of waiting
 MIN_DOTS = 3
@@ -185,9 +186,9 @@ async def start_component(sup: Supervisor, c: str, out: Out) -> tuple[bool, str 
     shared: list = []
     with Dots(out):
         try:
-            shared = sup.shared_listeners(c, workers, external)
+            shared = shared_listeners(sup, c, workers, external)
             for w in range(workers):
-                env = sup.child_env(c, w, shared)
+                env = child_env(sup, c, w, shared)
                 child = sup.procs.spawn(c, argv, env, log_path, w)
                 sup.spawned(child)  # recorded before anything else can fail
                 spawned.append(child)
@@ -337,6 +338,39 @@ async def op_shutdown(sup: Supervisor, code: int, out: Out | None = None) -> Non
     await op_stop(sup, names, out)
     sup.exit_code = code
     sup.finished.set()
+
+
+# -- what a spawned server gets: its environment and shared listening sockets -----------------------------
+def shared_listeners(sup: Supervisor, c: str, workers: int, external: bool) -> list:
+    """The watcher binds a multi-worker built-in server's ports once; every worker inherits them."""
+    if external or workers < 2:
+        return []
+    cfg = sup.cfg.current
+    host = cfg.get_str("service.listenaddr", "") or "127.0.0.1"
+    socks = []
+    try:
+        for _label, param in BY_NAME[c].ports:
+            socks.append(listeners.bind_listener(host, cfg.get_int(param), inheritable=True))
+    except OSError:
+        for s in socks:
+            s.close()
+        raise
+    return socks
+
+def child_env(sup: Supervisor, c: str, worker: int, shared: list) -> dict[str, str]:
+    env = dict(os.environ)
+    env["MSGSRV_BASE"] = str(sup.root.base)
+    env["MSGSRV_COMPONENT"] = c
+    env["MSGSRV_WORKER"] = str(worker)
+    env.pop(listeners.ENV, None)
+    if shared:
+        env[listeners.ENV] = listeners.encode({s.getsockname()[:2]: s.fileno() for s in shared})
+    if sup.supervised and sup.watcher_port:
+        env["MSGSRV_SUPERVISED"] = "1"
+        env["MSGSRV_WATCHER_PORT"] = str(sup.watcher_port)
+    else:
+        env.pop("MSGSRV_SUPERVISED", None)
+    return env
 
 
 # -- helpers ------------------------------------------------------------------------------------------------

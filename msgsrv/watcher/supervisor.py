@@ -24,54 +24,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from msgsrv import logfmt
 from msgsrv import messages as M
-from msgsrv.components import BY_NAME, PROBE_TARGETS, START_ORDER, STOP_ORDER, STORE_GROUP, unit_members
-from msgsrv.control import listeners
+from msgsrv.components import BY_NAME, START_ORDER, unit_members
 from msgsrv.paths import ServerRoot
+from msgsrv.watcher import adoption, reports, statefile
 from msgsrv.watcher import children as ch
 from msgsrv.watcher import operations as ops
-from msgsrv.watcher import statefile
+from msgsrv.watcher import status as status_view
 from msgsrv.watcher.configview import ConfigView
+from msgsrv.watcher.facts import Comp, Restart
 from msgsrv.watcher.journal import Journal
 from msgsrv.watcher.policy import Action, RestartBudget, decide
 from msgsrv.watcher.states import GIVEN_UP, WITH_PROCESSES, State, allowed
 
 DISCONNECT_GRACE = 0.5  # seconds: a registration closed without BYE whose process still lives is a failure
-
-
-@dataclass(eq=False)
-class Comp:
-    """What is known about one component."""
-
-    name: str
-    state: State = State.STOPPED
-    procs: list[ch.Child] = field(default_factory=list)  # live processes (exits remove them)
-    wanted: bool = False  # meant to run: started, and not stopped by request since
-    down_state: State = State.STOPPED  # the state it takes when it has no process
-    since: float = field(default_factory=time.time)  # when it entered its state
-    reason: str | None = None  # why it is BACKOFF/EXITED/FATAL
-    last_exit: dict | None = None  # {"pid", "status", "how", "time"} of its last unexpected exit
-
-
-@dataclass(eq=False)
-class Restart:
-    """A granted restart of one unit, queued or under way."""
-
-    unit: str
-    members: set[str]
-    cause: str
-    by: str | None = None
-    hung: set[str] = field(default_factory=set)  # members reported hung: short stop grace
-    started: set[str] = field(default_factory=set)  # members this restart has (re)started so far
-    begun: bool = False
-    delay: float = 0.0
 
 
 class Supervisor:
@@ -172,21 +143,28 @@ class Supervisor:
         ports = BY_NAME[c].ports
         return self.cfg.current.get_int(ports[0][1]) if ports else None
 
-    def _window(self) -> float:
+    def window(self) -> float:
         self.budget.window = self.cfg.current.get_float("local.autorestart.timeout", 600.0)
         return self.budget.window
 
     # -- process facts ---------------------------------------------------------------------------------
     def spawned(self, child: ch.Child) -> None:
         """A process of ours exists: record it before anything else can fail (issue 10)."""
-        comp = self.comps[child.component]
-        comp.procs.append(child)
+        built_in = not self.cfg.current.get_str(f"local.{child.component}.command", "").strip()
+        self._track(child, ready=self.supervised and built_in)  # built-in servers register when ready
+        self.write_pids(child.component)
+
+    def adopted(self, child: ch.Child) -> None:
+        """A process a previous watcher left running is ours now (adoption.py)."""
+        self._track(child, ready=False)
+
+    def _track(self, child: ch.Child, ready: bool) -> None:
+        self.comps[child.component].procs.append(child)
         loop = asyncio.get_running_loop()
         self._exited[child.pid] = loop.create_future()
-        if self.supervised and not self.cfg.current.get_str(f"local.{child.component}.command", "").strip():
+        if ready:
             self._ready[child.pid] = loop.create_future()
         self.procs.watch(child, self.on_exit)
-        self.write_pids(child.component)
 
     def exit_future(self, child: ch.Child) -> asyncio.Future | None:
         return self._exited.get(child.pid)
@@ -334,11 +312,11 @@ class Supervisor:
         unit = BY_NAME[c].unit
         self.alert(line)
         self.journal.add(kind, c, unit, pid, detail, by)
-        members = self._members(unit, c)
+        members = self.members(unit, c)
         if self.closing:
             return Action.NOT_ON, members  # shutting down: logged, nothing more
         target = self._merge_target(unit, c)
-        self._window()
+        self.window()
         # without a watcher (start-msg/stop-msg acting alone) nobody is left to restart anything
         autorestart = cfg.get_bool("local.autorestart") and self.supervised
         action = decide(unit, autorestart=autorestart, merge=target is not None, budget=self.budget,
@@ -396,7 +374,7 @@ class Supervisor:
             return queue[-1]
         return None
 
-    def _members(self, unit: str | None, c: str) -> list[str]:
+    def members(self, unit: str | None, c: str) -> list[str]:
         """SPEC §1: the members of the unit meant to run (wanted), and the one that failed; a member
         stopped by request stays stopped (issue 10)."""
         if unit is None:
@@ -415,63 +393,18 @@ class Supervisor:
             self.settle(m, None if self.comps[m].wanted else State.STOPPED)  # stopped by request meanwhile
         self.save_soon()
 
-    # -- reports from msprobe and store utilities -----------------------------------------------------------
+    # -- reports, adoption and the status view (reports.py, adoption.py, status.py) ----------------------
     def report_hang(self, service: str, since: float, detail: str, by: str) -> tuple[str, str]:
-        """msprobe says SERVICE does not respond (its probe began at SINCE). Logged like a crash,
-        whether or not it restarts (seed). Returns (outcome, text) for the reporter.
-
-        Not a new failure when a restart of its unit is due or under way, when the component was
-        stopped by request, or when its processes are newer than the probe; a FATAL one whose
-        budget is still spent stays given up. Anything else goes through the policy like a crash:
-        a FATAL or EXITED component whose window has passed is restarted again."""
-        c = PROBE_TARGETS[service][0]
-        comp = self.comps[c]
-        unit = BY_NAME[c].unit
-        line = M.NOT_RESPONDING.format(svc=service, detail=detail, by=by)
-        members = " ".join(self._members(unit, c))
-        live = [k for k in comp.procs if not k.stopping]
-
-        def noted(outcome: str, text: str) -> tuple[str, str]:
-            self.alert(line, "Warning")
-            self.journal.add("hang", c, unit, live[0].pid if live else None, f"{line} (not acted on: {outcome})", by)
-            return outcome, text
-
-        self.cfg.refresh()
-        self._window()
-        if self.closing:
-            return noted("down", "the watcher is shutting down")
-        if comp.state in (State.BACKOFF, State.STARTING, State.STOPPING) or self.pending.get(unit or ""):
-            return noted("already", members)
-        if not comp.wanted:
-            return noted("down", f"{c} is {comp.state.value} (stopped by request)")
-        if live and all(k.started > since for k in live):
-            return noted("stale", members)
-        if comp.state is State.FATAL and unit and self.budget.in_window(unit, time.monotonic()) >= self.budget.limit:
-            return noted("limit", self._limit_text(c))
-        action, members_l = self.failure(c, "hang", line, line, pid=live[0].pid if live else None, by=by,
-                                         hung=bool(live))
-        members = " ".join(members_l)
-        return {Action.RESTART: ("restarting", members), Action.MERGE: ("already", members),
-                Action.NOT_ON: ("off", members), Action.NEVER: ("never", c),
-                Action.GIVE_UP: ("limit", self._limit_text(c))}[action]
-
-    def _limit_text(self, c: str) -> str:
-        return (f"{' '.join(self._members(BY_NAME[c].unit, c))}: {self.budget.limit} restarts within "
-                f"{ops._fmt(self._window())} s")
+        return reports.hang(self, service, since, detail, by)
 
     def utility_failed(self, who: str, reason: str, by: str | None = None) -> tuple[str, str]:
-        """SPEC §1: a store utility that fails or freezes restarts every store service (not itself)."""
-        line = M.UTILITY_FAILED.format(who=who, reason=reason)
-        running = [m for m in STORE_GROUP if self.comps[m].wanted]
-        if not running:
-            self.alert(line)
-            self.journal.add("utility", "store", "store", None, f"{line} (no store service runs)", by or who)
-            return "down", "no store service runs"
-        # the failure is the store group's: charged to its first member meant to run
-        action, members = self.failure(running[0], "utility", line, line, by=by or who)
-        return {Action.RESTART: ("restarting", " ".join(members)), Action.MERGE: ("already", " ".join(members)),
-                Action.NOT_ON: ("off", " ".join(members)), Action.NEVER: ("never", running[0]),
-                Action.GIVE_UP: ("limit", self._limit_text(running[0]))}[action]
+        return reports.utility(self, who, reason, by)
+
+    def adopt(self, restore: bool = False) -> list[str]:
+        return adoption.adopt(self, restore)
+
+    def status(self) -> dict:
+        return status_view.snapshot(self)
 
     # -- requests ----------------------------------------------------------------------------------------
     def request_start(self, names: list[str], out: ops.Out, by: str | None = None) -> asyncio.Future:
@@ -499,7 +432,7 @@ class Supervisor:
             units.setdefault(unit, c)
         for unit, c in units.items():
             self.want(c, True)
-            r = Restart(unit, set(self._members(unit, c)), c, by)
+            r = Restart(unit, set(self.members(unit, c)), c, by)
             self.pending.setdefault(unit, []).append(r)
             self.settle(c)
             last = self.ops.submit(lambda r=r: ops.op_restart(self, r, out), f"restart {unit}")
@@ -509,38 +442,6 @@ class Supervisor:
         self.journal.add("request", detail=f"shutdown (exit {code})", by=by)
         self.closing = True
         return self.ops.preempt(lambda: ops.op_shutdown(self, code, out), "shutdown")
-
-    # -- listening sockets shared by the workers of one server (SPEC §4 "Ports are owned") ----------------
-    def shared_listeners(self, c: str, workers: int, external: bool) -> list:
-        """The watcher binds a multi-worker built-in server's ports once; every worker inherits them."""
-        if external or workers < 2:
-            return []
-        cfg = self.cfg.current
-        host = cfg.get_str("service.listenaddr", "") or "127.0.0.1"
-        socks = []
-        try:
-            for _label, param in BY_NAME[c].ports:
-                socks.append(listeners.bind_listener(host, cfg.get_int(param), inheritable=True))
-        except OSError:
-            for s in socks:
-                s.close()
-            raise
-        return socks
-
-    def child_env(self, c: str, worker: int, shared: list) -> dict[str, str]:
-        env = dict(os.environ)
-        env["MSGSRV_BASE"] = str(self.root.base)
-        env["MSGSRV_COMPONENT"] = c
-        env["MSGSRV_WORKER"] = str(worker)
-        env.pop(listeners.ENV, None)
-        if shared:
-            env[listeners.ENV] = listeners.encode({s.getsockname()[:2]: s.fileno() for s in shared})
-        if self.supervised and self.watcher_port:
-            env["MSGSRV_SUPERVISED"] = "1"
-            env["MSGSRV_WATCHER_PORT"] = str(self.watcher_port)
-        else:
-            env.pop("MSGSRV_SUPERVISED", None)
-        return env
 
     # -- the saved state (SPEC §4 "Nothing is forgotten") -------------------------------------------------
     def save_soon(self) -> None:
@@ -563,112 +464,8 @@ class Supervisor:
         self.recorder.write(self.root.run_dir / statefile.STATE, data)
         self._retry_records()
 
-    # -- adoption (SPEC §3: a new watcher supervises what the old one left running) ---------------------------
-    def adopt(self, restore: bool = False) -> list[str]:
-        """Take over the processes in data/run/*.pid. RESTORE (the previous watcher died): also the
-        budget, the restarts, what was wanted and the last failures, and act on what died meanwhile."""
-        saved = statefile.read_state(self.root.run_dir) if restore else {}
-        if restore:
-            self.budget.restore(saved.get("budget") or {})
-            self.restarts_total.update(saved.get("restarts_total") or {})
-        facts = saved.get("components") or {}
-        adopted, lost = [], {}
-        for c in START_ORDER:
-            comp = self.comps[c]
-            f = facts.get(c) or {}
-            comp.wanted = bool(f.get("wanted")) if restore else False
-            comp.last_exit = f.get("last_exit")
-            path = self.root.pid_file(c)
-            dead = []
-            for rec in statefile.pid_records(path):
-                child = self.procs.adopt(c, rec, self.root.base)
-                if child is None:
-                    dead.append(rec["pid"])
-                    continue
-                comp.procs.append(child)
-                self._exited[child.pid] = asyncio.get_running_loop().create_future()
-                self.procs.watch(child, self.on_exit)
-            if comp.procs:
-                state = State.FATAL if f.get("state") == State.FATAL.value else State.RUNNING
-                self.enter(c, state, f.get("reason"))  # STOPPED -> RUNNING: re-adopted (FATAL: a hung one)
-                comp.wanted = True
-                adopted.append(c)
-                self.log(M.ADOPTED.format(c=c, pid=" ".join(str(k.pid) for k in comp.procs)))
-            elif restore and f.get("state") in (State.EXITED.value, State.FATAL.value):
-                comp.down_state = State(f["state"])
-                self.enter(c, comp.down_state, f.get("reason"))
-            if dead:
-                lost[c] = dead
-            self.write_pids(c)
-        if restore:
-            self._resume(saved.get("pending") or [], lost)
-        self.save_soon()
-        return adopted
-
-    def _resume(self, pending: list[dict], lost: dict[str, list[int]]) -> None:
-        """After the previous watcher died: finish the restarts it had granted, and treat a wanted
-        member that died while nobody watched as a failure (never lost)."""
-        covered: set[str] = set()
-        for p in pending:
-            unit = p.get("unit")
-            members = {m for m in p.get("members") or () if m in self.comps}
-            if not unit or not members:
-                continue
-            cause = p.get("cause") if p.get("cause") in members else sorted(members)[0]
-            r = Restart(unit, members, cause, "watcher", hung=set(p.get("hung") or ()) & members)
-            self.pending.setdefault(unit, []).append(r)
-            covered |= members
-            for m in members:
-                self.settle(m, State.BACKOFF)
-            self.ops.submit(lambda r=r: ops.op_restart(self, r), f"restart {unit}")
-        for c in START_ORDER:
-            comp = self.comps[c]
-            if comp.procs or not comp.wanted or c in covered or comp.state in GIVEN_UP:
-                continue
-            pid = (lost.get(c) or [None])[0]
-            comp.last_exit = {"pid": pid, "status": None, "how": ch.describe(None), "time": time.time()}
-            line = (M.WATCHED_EXITED.format(daemon=BY_NAME[c].daemon, pid=pid) if pid
-                    else M.NOT_RUNNING.format(c=c))
-            self.failure(c, "exit", line, f"{line} (while no watcher was running)", pid=pid)
-            for r in self.pending.get(BY_NAME[c].unit or "", []):
-                covered |= r.members  # its unit's restart covers the other members too
-
-    # -- status ----------------------------------------------------------------------------------------
-    def status(self) -> dict:
-        cfg = self.cfg.refresh()
-        now, mono = time.time(), time.monotonic()
-        window = self._window()
-        rows = []
-        for c in START_ORDER:
-            comp = self.comps[c]
-            unit = BY_NAME[c].unit
-            kids = comp.procs
-            rows.append({
-                "name": c,
-                "daemon": BY_NAME[c].daemon,
-                "state": comp.state.value,
-                "pids": [k.pid for k in kids],
-                "uptime": round(now - min(k.started for k in kids), 1) if kids else None,
-                "since": round(comp.since, 3),
-                "restarts": self.budget.in_window(unit, mono) if unit else 0,
-                "unit": unit,
-                "group": "store" if c in STORE_GROUP else None,
-                "enabled": cfg.get_bool(BY_NAME[c].enable),
-                "wanted": comp.wanted,
-                "reason": comp.reason,
-                "last_exit": comp.last_exit,
-            })
-        return {"components": rows, "watcher": {
-            "pid": os.getpid(), "ha": self.ha, "port": self.watcher_port,
-            "autorestart": cfg.get_bool("local.autorestart"), "window": window, "limit": self.budget.limit,
-            "restarts_total": dict(self.restarts_total), "config_error": self.cfg.broken,
-            "unrecorded": sorted(str(p) for p in self.recorder.pending), "busy": self.ops.pending()}}
-
-
 def console_writer(line: str) -> None:
     with contextlib.suppress(OSError, ValueError):
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
-
-__all__ = ["Supervisor", "Comp", "Restart", "console_writer", "STOP_ORDER"]
