@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
 
 from msgsrv import components
@@ -48,13 +47,14 @@ def _locked(root: ServerRoot) -> int:
 
 
 def _run(root: ServerRoot, act, need_config: bool) -> int:
+    from msgsrv.control.client import who_am_i
     from msgsrv.watcher import statefile
     from msgsrv.watcher.supervisor import Supervisor
 
     fd = _locked(root)
     try:
         async def go() -> int:
-            sup = Supervisor(root, supervised=False, by=f"{os.path.basename(sys.argv[0])}[{os.getpid()}]")
+            sup = Supervisor(root, supervised=False, by=who_am_i())
             sup.cfg.refresh()
             if not sup.cfg.good:
                 saved = statefile.read_state(root.run_dir).get("config")
@@ -79,6 +79,7 @@ def start_without_watcher(root: ServerRoot, names: list[str]) -> int:
 
     async def act(sup) -> None:
         todo = names or sup.enabled()
+        sup.journal.add("request", detail="start " + " ".join(todo) + " (no watcher)", by=sup.by)
         for c in todo:
             sup.want(c, True)
         await ops.op_start(sup, todo, _progress_out(sup))
@@ -93,6 +94,8 @@ def stop_without_watcher(root: ServerRoot, names: list[str], force: bool) -> int
     async def act(sup) -> None:
         sup.closing = True
         todo = names or [c for c in STOP_ORDER if sup.comps[c].procs]
+        sup.journal.add("request", detail=("stop -f " if force else "stop ") + " ".join(todo) + " (no watcher)",
+                        by=sup.by)
         for c in todo:
             sup.want(c, False)
         await ops.op_stop(sup, todo, _progress_out(sup), force)

@@ -54,7 +54,7 @@ class Supervisor:
         self.supervised = supervised  # True inside the watcher daemon
         self.watcher_port = watcher_port
         self.console = console or (lambda line: None)
-        self.by = by
+        self.by = by  # who acts when this supervisor acts on its own (the journal's `by`)
         self.journal = Journal(root.run_dir)
         self.recorder = statefile.Recorder(self._record_problem)
         self.cfg = ConfigView(root.config_file, self._config_problem)
