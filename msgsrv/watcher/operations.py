@@ -190,8 +190,8 @@ async def start_component(sup: Supervisor, c: str, out: Out) -> tuple[bool, str 
             for w in range(workers):
                 env = child_env(sup, c, w, shared)
                 child = sup.procs.spawn(c, argv, env, log_path, w)
-                sup.spawned(child)  # recorded before anything else can fail
-                spawned.append(child)
+                spawned.append(child)  # recorded before anything else can fail
+                sup.spawned(child)
         except listeners.PortInUse as e:
             reason = failure = str(e)
         except OSError as e:

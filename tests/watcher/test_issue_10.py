@@ -90,6 +90,21 @@ def test_issue_10_a_member_that_dies_after_its_restart_started_it_is_a_new_failu
     assert fresh[0] not in st[victim]["pids"]
 
 
+def test_issue_10_the_dispatcher_unit_too(suite, cli):
+    suite.configure(components=("dispatcher",), **{"local.autorestart.timeout": "600"})
+    assert cli("start-msg").returncode == 0
+    assert cli("configutil", "-o", "local.dispatcher.command", "-v",
+               cli("configutil", "-o", "local.dispatcher.command").stdout.strip() + " --delay 0.8").returncode == 0
+    first = suite.pids("dispatcher")
+    suite.kill(first[0])
+    fresh = new_pids(suite, "dispatcher", first)  # spawned by the restart, not ready yet
+    suite.kill(fresh[0])
+    st = all_running(suite, ("dispatcher",))
+    assert st["dispatcher"]["restarts"] == 2
+    assert suite.log_lines().count(M.RECEIVED_RESTART.format(units="dispatcher")) == 2
+    assert M.WATCHED_EXITED.format(daemon="dispatcher", pid=fresh[0]) in suite.log_lines()
+
+
 def test_issue_10_a_program_that_exits_just_after_its_readiness_check_is_a_failure(suite, cli):
     suite.configure(components=("dispatcher",), args={"dispatcher": "--exit-after-first"},
                     **{"local.autorestart.timeout": "600"})
