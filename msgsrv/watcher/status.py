@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 
 def snapshot(sup: Supervisor) -> dict:
+    """One consistent view, read in the loop. `unrecorded`: state files waiting to be written (a full
+    disk); `anomalies`: state changes outside the table (0 unless the watcher has a bug)."""
     cfg = sup.cfg.refresh()
     now, mono = time.time(), time.monotonic()
     window = sup.window()
@@ -42,4 +44,5 @@ def snapshot(sup: Supervisor) -> dict:
         "pid": os.getpid(), "ha": sup.ha, "port": sup.watcher_port,
         "autorestart": cfg.get_bool("local.autorestart"), "window": window, "limit": sup.budget.limit,
         "restarts_total": dict(sup.restarts_total), "config_error": sup.cfg.broken,
-        "unrecorded": sorted(str(p) for p in sup.recorder.pending), "busy": sup.ops.pending()}}
+        "unrecorded": sorted(str(p) for p in sup.recorder.pending), "journal_lost": sup.journal.lost,
+        "anomalies": sup.anomalies, "busy": sup.ops.pending()}}

@@ -277,6 +277,6 @@ class SupervisorModel(RuleBasedStateMachine):
             assert exits.count(pid) == 1, pid
 
 
-SupervisorModel.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None,
+SupervisorModel.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None, database=None,
                                              suppress_health_check=[HealthCheck.too_slow])
 test_supervisor_model = SupervisorModel.TestCase
