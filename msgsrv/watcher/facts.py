@@ -37,3 +37,4 @@ class Restart:
     started: set[str] = field(default_factory=set)  # members this restart has (re)started so far
     begun: bool = False
     delay: float = 0.0
+    deferred: bool = False  # waiting for config/msg.toml to parse again (built-in servers read it)

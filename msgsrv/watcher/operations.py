@@ -171,6 +171,10 @@ async def start_component(sup: Supervisor, c: str, out: Out) -> tuple[bool, str 
     cfg = sup.cfg.current
     command = cfg.get_str(f"local.{c}.command", "")
     external = bool(command.strip())
+    if sup.cfg.broken and not external:
+        # a built-in server reads config/msg.toml itself: it could not start now (not its failure)
+        out.line(M.NOT_STARTED_CONFIG.format(c=c))
+        return False, f"{sup.cfg.path} does not parse"
     argv = ch.server_argv(c, command)
     param = BY_NAME[c].workers
     workers = max(1, cfg.get_int(param, 1)) if param else 1
@@ -311,7 +315,13 @@ async def op_stop(sup: Supervisor, names: list[str], out: Out, force: bool = Fal
 async def op_restart(sup: Supervisor, r: Restart, out: Out | None = None) -> None:
     """The seed's restart of one unit: stop the members in reverse order, start them in order."""
     out = out or Out(sup.log)
-    sup.cfg.refresh()
+    cfg = sup.cfg.refresh()
+    if not any(sup.comps[m].wanted for m in r.members):
+        sup.restart_finished(r)  # everything it would restart was stopped by request meanwhile
+        return
+    if sup.cfg.broken and any(not cfg.get_str(f"local.{m}.command", "").strip() for m in r.members):
+        sup.defer(r)  # resumed when the file parses again (Supervisor.defer)
+        return
     if r.delay:
         await asyncio.sleep(r.delay)  # ready_by: a resource shortage may pass
     r.begun = True

@@ -90,11 +90,14 @@ class Recorder:
         return not self.pending
 
 
-def state_snapshot(now_mono: float, budget: dict, totals: dict, components: dict, pending: list[str],
-                   config: dict[str, str]) -> str:
-    return json.dumps({"boot_id": boot_id(), "written": time.time(), "mono": now_mono, "budget": budget,
-                       "restarts_total": totals, "components": components, "pending": pending,
-                       "config": config}, separators=(",", ":"))
+def state_snapshot(now_mono: float, budget: dict, totals: dict, components: dict, pending: list[dict],
+                   config: dict[str, str] | None) -> str:
+    """CONFIG: the last configuration that parsed; None (no key) when none has parsed here."""
+    data = {"boot_id": boot_id(), "written": time.time(), "mono": now_mono, "budget": budget,
+            "restarts_total": totals, "components": components, "pending": pending}
+    if config is not None:
+        data["config"] = config
+    return json.dumps(data, separators=(",", ":"))
 
 
 def read_state(run_dir: Path) -> dict:

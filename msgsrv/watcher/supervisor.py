@@ -43,6 +43,7 @@ from msgsrv.watcher.policy import Action, RestartBudget, decide
 from msgsrv.watcher.states import GIVEN_UP, WITH_PROCESSES, State, allowed
 
 DISCONNECT_GRACE = 0.5  # seconds: a registration closed without BYE whose process still lives is a failure
+CONFIG_RECHECK = 1.0  # seconds between looks at a config file that does not parse, while a restart waits
 
 
 class Supervisor:
@@ -70,6 +71,7 @@ class Supervisor:
         self._leftovers: dict[str, set[asyncio.Task]] = {c: set() for c in START_ORDER}
         self._save_handle: asyncio.Handle | None = None
         self._retry_handle: asyncio.TimerHandle | None = None
+        self._config_handle: asyncio.TimerHandle | None = None
         self.finished = asyncio.Event()
         self.exit_code = 0
         self.closing = False
@@ -89,6 +91,8 @@ class Supervisor:
     def _config_problem(self, line: str, broken: bool) -> None:
         self.alert(line, "Error" if broken else "Notice")
         self.journal.add("config", detail=line)
+        if not broken:
+            self._resume_deferred()
 
     def _record_problem(self, line: str) -> None:
         self.alert(line, "Warning")
@@ -381,6 +385,40 @@ class Supervisor:
             return [c]
         return [m for m in unit_members(unit, START_ORDER) if m == c or self.comps[m].wanted]
 
+    # -- restarts waiting for the config file (a built-in server cannot start while it does not parse) ----
+    def defer(self, r: Restart) -> None:
+        """Hold R until config/msg.toml parses again: the built-in servers read it themselves, so a start
+        now would fail and spend the budget for nothing. The members still running keep running; the
+        queue is not held up (stop-msg still stops everything)."""
+        if not r.deferred:
+            r.deferred = True
+            units = " ".join(m for m in START_ORDER if m in r.members)
+            self.alert(M.WAITING_FOR_CONFIG.format(units=units, path=self.cfg.path))
+            self.journal.add("restart-queued", r.cause, r.unit, detail=f"{units} (waiting for the config file)")
+            for m in r.members:
+                if not self.comps[m].procs:
+                    self.comps[m].reason = M.WAITING_FOR_CONFIG.format(units=units, path=self.cfg.path)
+        self._recheck_config()
+
+    def _recheck_config(self) -> None:
+        """While a restart waits for the config file, look at the file again every CONFIG_RECHECK s."""
+        if self._config_handle is not None or not any(r.deferred for q in self.pending.values() for r in q):
+            return
+
+        def again() -> None:
+            self._config_handle = None
+            self.cfg.refresh()  # reports the fix, which resumes the deferred restarts
+            self._recheck_config()
+
+        self._config_handle = asyncio.get_running_loop().call_later(CONFIG_RECHECK, again)
+
+    def _resume_deferred(self) -> None:
+        for q in self.pending.values():
+            for r in q:
+                if r.deferred:
+                    r.deferred = False
+                    self.ops.submit(lambda r=r: ops.op_restart(self, r), f"restart {r.unit}")
+
     def restart_finished(self, r: Restart) -> None:
         queue = self.pending.get(r.unit, [])
         if r in queue:
@@ -460,7 +498,7 @@ class Supervisor:
         pending = [{"unit": r.unit, "members": sorted(r.members), "cause": r.cause, "hung": sorted(r.hung)}
                    for q in self.pending.values() for r in q]
         data = statefile.state_snapshot(time.monotonic(), self.budget.grants(), self.restarts_total, comps,
-                                        pending, self.cfg.overrides() if self.cfg.good else {})
+                                        pending, self.cfg.overrides() if self.cfg.good else None)
         self.recorder.write(self.root.run_dir / statefile.STATE, data)
         self._retry_records()
 

@@ -290,6 +290,28 @@ def test_issue_10_a_broken_config_does_not_disarm_the_watcher(suite, cli, root):
     wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids))
 
 
+def test_issue_10_a_broken_config_holds_a_built_in_restart_until_it_parses(suite, cli, root):
+    # built-in servers read config/msg.toml themselves: a restart waits for the file instead of
+    # failing three times and spending the budget; nothing else is held up
+    suite.configure(**{f"local.{c}.command": "" for c in STORE}, **{"service.pop.numprocesses": "2"})
+    assert cli("start-msg").returncode == 0
+    good = root.config_file.read_text()
+    root.config_file.write_text(good + "\nthis is [not toml\n")
+    old = suite.pids("imap")
+    suite.kill(old[0])
+    waiting = M.WAITING_FOR_CONFIG.format(units="store imap pop http", path=root.config_file)
+    wait_for(lambda: waiting in suite.log_lines())
+    st = suite.status()
+    assert st["imap"]["state"] == "BACKOFF" and st["imap"]["reason"] == waiting
+    assert all(st[c]["state"] == "RUNNING" for c in ("store", "pop", "http"))  # not stopped for nothing
+    root.config_file.write_text(good)
+    new_pids(suite, "imap", old)
+    st = wait_for(lambda: (st := suite.status()) and all(st[c]["state"] == "RUNNING" for c in STORE) and st,
+                  timeout=20)
+    assert st["imap"]["restarts"] == 1 and answers(suite.ports["imap"])
+    assert M.CONFIG_FIXED.format(path=root.config_file) in suite.log_lines()
+
+
 @pytest.mark.parametrize("escape", [False, True], ids=["process-group", "setsid-escaper"])
 def test_issue_10_no_orphans_from_a_server_that_dies_first(suite, cli, escape):
     if escape and cgroup.Cgroups.detect(suite.base) is None:
