@@ -54,7 +54,11 @@ def cli(components):
         raise
     except WatcherUnavailable:
         progress("T", M.LAUNCHING)
-        pid, client = launch_watcher(root, ha, sys.stderr.isatty())
+        try:
+            pid, client = launch_watcher(root, ha, sys.stderr.isatty())
+        except Exception:
+            progress("L", " failed")
+            raise
         progress("L", f" {pid}")
     with client:
         if components == ("watcher",):
