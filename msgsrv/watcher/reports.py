@@ -71,7 +71,8 @@ def hang(sup: Supervisor, service: str, since: float, detail: str, by: str) -> t
 def utility(sup: Supervisor, who: str, reason: str, by: str | None = None) -> tuple[str, str]:
     """SPEC §1: a store utility that fails or freezes restarts every store service (not itself)."""
     line = M.UTILITY_FAILED.format(who=who, reason=reason)
-    running = [m for m in STORE_GROUP if sup.comps[m].wanted]
+    running = sorted((m for m in STORE_GROUP if sup.comps[m].wanted),
+                     key=lambda m: sup.comps[m].state is not State.RUNNING)  # a running member first
     if not running:
         sup.alert(line)
         sup.journal.add("utility", "store", "store", None, f"{line} (no store service runs)", by or who)

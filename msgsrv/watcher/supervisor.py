@@ -354,7 +354,10 @@ class Supervisor:
             self.alert(text, "Critical")
             self.journal.add("give-up", c, unit, pid, text, by)
             self.comps[c].down_state = State.FATAL
-            self.enter(c, State.FATAL, reason=text)  # -> FATAL: restart budget spent (a hung one keeps its pids)
+            if self.comps[c].state in (State.STARTING, State.STOPPING):
+                self.comps[c].reason = text  # an operation is at work on it: it ends in RUNNING or FATAL
+            else:
+                self.enter(c, State.FATAL, reason=text)  # -> FATAL: budget spent (a hung one keeps its pids)
             for m in members:
                 comp = self.comps[m]
                 if m != c and not comp.procs and comp.state in (State.BACKOFF, State.EXITED):
