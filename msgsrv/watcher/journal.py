@@ -37,7 +37,7 @@ Kinds (KINDS):
     started          a component is running (pid: its first process; detail: every pid)
     stopped          a component was stopped by request
     exited           a process exited after saying BYE (an orderly exit nobody asked for)
-    config           the configuration file does not parse (or parses again)
+    config           the configuration file does not parse (or parses again); a restart waits for it
 
 Bounds and crash safety. Each record is one write(2) on an O_APPEND descriptor, so records never
 interleave. When the file passes MAX_BYTES it is renamed to `journal.1.jsonl` (replacing the older

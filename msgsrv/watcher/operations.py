@@ -161,20 +161,22 @@ class OperationQueue:
 async def start_component(sup: Supervisor, c: str, out: Out) -> tuple[bool, str | None]:
     """Start C (all its workers) and wait until it is ready. Returns (ok, reason it failed)."""
     comp = sup.comps[c]
-    if comp.procs and comp.state is State.FATAL:
-        await stop_component(sup, c, out, hung=True, final=False)  # a hung process given up on
-    if comp.procs:
-        out.line(M.ALREADY_RUNNING.format(c=c))
-        sup.want(c, True)
-        return True, None
-    await sup.leftovers_done(c)
     cfg = sup.cfg.current
     command = cfg.get_str(f"local.{c}.command", "")
     external = bool(command.strip())
+    if comp.procs and comp.state is not State.FATAL:
+        out.line(M.ALREADY_RUNNING.format(c=c))
+        sup.want(c, True)
+        return True, None
     if sup.cfg.broken and not external:
         # a built-in server reads config/msg.toml itself: it could not start now (not its failure)
         out.line(M.NOT_STARTED_CONFIG.format(c=c))
+        if comp.state is State.STOPPED:
+            sup.want(c, False)  # it stays as it was: stopped
         return False, f"{sup.cfg.path} does not parse"
+    if comp.procs:  # FATAL: a hung process given up on is replaced
+        await stop_component(sup, c, out, hung=True, final=False)
+    await sup.leftovers_done(c)
     argv = ch.server_argv(c, command)
     param = BY_NAME[c].workers
     workers = max(1, cfg.get_int(param, 1)) if param else 1

@@ -397,9 +397,11 @@ class Supervisor:
             r.deferred = True
             units = " ".join(m for m in START_ORDER if m in r.members)
             self.alert(M.WAITING_FOR_CONFIG.format(units=units, path=self.cfg.path))
-            self.journal.add("restart-queued", r.cause, r.unit, detail=f"{units} (waiting for the config file)")
+            self.journal.add("config", r.cause, r.unit, detail=M.WAITING_FOR_CONFIG.format(units=units,
+                                                                                          path=self.cfg.path))
             for m in r.members:
-                if not self.comps[m].procs:
+                if not self.comps[m].procs and self.comps[m].wanted:
+                    self.settle(m, State.BACKOFF)  # -> BACKOFF: its restart waits for the file
                     self.comps[m].reason = M.WAITING_FOR_CONFIG.format(units=units, path=self.cfg.path)
         self._recheck_config()
 
