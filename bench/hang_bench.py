@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from watcher_bench import free_ports, pids  # the same directory: bench/
+from watcher_bench import free_ports, pids, print_table  # the same directory: bench/
 
 BIN = Path(sys.executable).parent
 PARAMS = ("local.watcher.port", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port")
@@ -98,10 +98,7 @@ def main() -> int:
         ("SIGSTOP imapd -> a new imapd greets * OK (from msprobe's start)", fig(greets_at), "< 2500 ms"),
         ("in the watcher: hang report -> new imapd started (SIGTERM, SIGCONT, restart)", fig(inside), "-"),
     ]
-    w = max(len(r[0]) for r in rows)
-    print(f"| {'what'.ljust(w)} | figure | goal |\n|{'-' * (w + 2)}|---|---|")
-    for r in rows:
-        print(f"| {r[0].ljust(w)} | {r[1]} | {r[2]} |")
+    print_table(rows)
     return 0
 
 
