@@ -26,7 +26,8 @@ def cli(components):
     from msgsrv import messages as M
     from msgsrv.cli.console import progress
     from msgsrv.cli.supervise_here import resolve_names
-    from msgsrv.config.store import ConfigStore
+    from msgsrv.control.client import WatcherClient, WatcherNotAnswering, WatcherUnavailable, running_watcher
+    from msgsrv.errors import UsageError
     from msgsrv.paths import ServerRoot
 
     args = list(components)
@@ -36,27 +37,43 @@ def cli(components):
     names = resolve_names(args, PROG)
     names = [n for n in names if n != "watcher"]
     root = ServerRoot.from_env().ensure()
-    cfg = ConfigStore(root.config_file)
-    if not cfg.get_bool("local.watcher.enable"):
+    if running_watcher(root) is None and not _watcher_enabled(root):
+        if ha:
+            raise UsageError(M.HA_NEEDS_WATCHER)
         from msgsrv.cli.supervise_here import start_without_watcher
 
+        sys.stderr.write(f"{PROG}: {M.WATCHER_DISABLED}\n")
         return start_without_watcher(root, names)
 
-    from msgsrv.control.client import WatcherClient, WatcherUnavailable
     from msgsrv.control.launch import launch_watcher
 
     progress("L", M.CONNECTING)
     try:
         client = WatcherClient.connect(root)
+    except WatcherNotAnswering:
+        raise
     except WatcherUnavailable:
         progress("T", M.LAUNCHING)
-        pid, client = launch_watcher(root, ha, sys.stderr.isatty())
+        try:
+            pid, client = launch_watcher(root, ha, sys.stderr.isatty())
+        except Exception:
+            progress("L", " failed")
+            raise
         progress("L", f" {pid}")
     with client:
         if components == ("watcher",):
             return 0
         client.request("START", *(["ha"] if ha else []), *names, on_progress=progress)
     return 0
+
+
+def _watcher_enabled(root) -> bool:
+    """local.watcher.enable; a config file that does not parse counts as yes (the watcher then
+    refuses to start with the parse error, or keeps its last good configuration)."""
+    from msgsrv.control.client import read_settings
+
+    store = read_settings(root)
+    return store is None or store.get_bool("local.watcher.enable")
 
 
 def main(argv: list[str] | None = None) -> int:
