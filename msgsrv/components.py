@@ -52,6 +52,15 @@ COMPONENTS: tuple[Component, ...] = (
 )
 
 BY_NAME: dict[str, Component] = {c.name: c for c in COMPONENTS}
+
+# Port labels that a boolean parameter switches off (the implicit-TLS listeners); every other port is
+# always served by its component.
+PORT_SWITCHES: dict[str, str] = {
+    "imaps": "service.imap.enablesslport",
+    "pops": "service.pop.enablesslport",
+    "https": "service.http.enablesslport",
+    "smtps": "service.smtp.enablesslport",
+}
 START_ORDER: tuple[str, ...] = tuple(c.name for c in COMPONENTS)
 STOP_ORDER: tuple[str, ...] = tuple(reversed(START_ORDER))
 

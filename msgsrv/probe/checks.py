@@ -19,6 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
+from msgsrv.components import PORT_SWITCHES
+
 HOST = "127.0.0.1"
 MAX_LINE = 8192
 
@@ -155,12 +157,7 @@ DIALOGUES: dict[str, Dialogue] = {
 
 
 # msprobe services spoken over implicit TLS -> the parameter that switches their port on
-TLS_SERVICES: dict[str, str] = {
-    "imaps": "service.imap.enablesslport",
-    "pops": "service.pop.enablesslport",
-    "https": "service.http.enablesslport",
-    "smtps": "service.smtp.enablesslport",
-}
+TLS_SERVICES: dict[str, str] = dict(PORT_SWITCHES)
 
 
 # -- the shell: connect, run the dialogue under a deadline, time it --------------------------

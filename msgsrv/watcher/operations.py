@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from msgsrv import messages as M
-from msgsrv.components import BY_NAME, START_ORDER, STOP_ORDER
+from msgsrv.components import BY_NAME, PORT_SWITCHES, START_ORDER, STOP_ORDER
 from msgsrv.control import listeners
 from msgsrv.errors import OperationFailed
 from msgsrv.watcher import children as ch
@@ -361,7 +361,9 @@ def shared_listeners(sup: Supervisor, c: str, workers: int, external: bool) -> l
     host = cfg.get_str("service.listenaddr", "") or "127.0.0.1"
     socks = []
     try:
-        for _label, param in BY_NAME[c].ports:
+        for label, param in BY_NAME[c].ports:
+            if label in PORT_SWITCHES and not cfg.get_bool(PORT_SWITCHES[label]):
+                continue  # a listener switched off: no socket that would take clients nobody answers
             socks.append(listeners.bind_listener(host, cfg.get_int(param), inheritable=True))
     except OSError:
         for s in socks:

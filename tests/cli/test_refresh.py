@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import psutil
 import pytest
@@ -50,7 +51,9 @@ def test_refresh_all_signals_the_watcher_and_imsched(cli, base, sched_suite):
     assert psutil.pid_exists(watcher) and psutil.pid_exists(sched)
     assert (pid_of(base, "watcher"), pid_of(base, "sched")) == (watcher, sched)
     r = cli("watcher", "status")
-    assert r.returncode == 0, r.stdout + r.stderr
+    # exit 3: the other enabled components were never started (issue 10); sched runs, same pid
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert re.search(rf"^sched\s+imsched\s+RUNNING\s+{sched}\s", r.stdout, re.M), r.stdout
 
 
 def test_refresh_of_a_daemon_that_is_not_running_is_one_line_exit_1(cli, base):

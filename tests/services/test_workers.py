@@ -15,18 +15,20 @@ GREETING = re.compile(rb"^\+OK popd\[(\d+)\] worker (\d) POP3 server ready$")
 
 
 def test_four_pop_workers_share_one_inherited_socket_and_each_serves_clients(mailroot):
-    port = mailroot.port("service.pop.port")
-    sock = listeners.bind_listener("127.0.0.1", port, inheritable=True)
+    port, sslport = mailroot.port("service.pop.port"), mailroot.port("service.pop.sslport")
+    # every port of the server is shared, the POP3S port too (as the watcher hands them over)
+    socks = [listeners.bind_listener("127.0.0.1", p, inheritable=True) for p in (port, sslport)]
+    shared = listeners.encode({("127.0.0.1", s.getsockname()[1]): s.fileno() for s in socks})
     procs = []
     try:
         for i in range(4):
-            env = dict(server_env(mailroot.base, i), **{listeners.ENV: listeners.encode({("127.0.0.1", port):
-                                                                                        sock.fileno()})})
+            env = dict(server_env(mailroot.base, i), **{listeners.ENV: shared})
             procs.append(subprocess.Popen([sys.executable, "-m", "msgsrv.services", "pop"], env=env,
                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                          start_new_session=True, pass_fds=(sock.fileno(),)))
+                                          start_new_session=True, pass_fds=tuple(s.fileno() for s in socks)))
     finally:
-        sock.close()  # the workers hold it now
+        for s in socks:
+            s.close()  # the workers hold them now
     mailroot.procs.extend(procs)
     wait_accepting(port)
     pids = {p.pid for p in procs}
