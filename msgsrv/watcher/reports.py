@@ -37,7 +37,8 @@ def hang(sup: Supervisor, service: str, since: float, detail: str, by: str) -> t
     """msprobe says SERVICE does not respond (its probe began at SINCE).
 
     Not a new failure when a restart of its unit is due or under way, when the component was
-    stopped by request, or when its processes are newer than the probe; a FATAL one whose budget is
+    stopped by request, or when its processes (or its passing the readiness check) are newer than
+    the probe; a FATAL one whose budget is
     still spent stays given up. Anything else goes through the policy like a crash: a FATAL or
     EXITED component whose window has passed is restarted again."""
     c = PROBE_TARGETS[service][0]
@@ -60,7 +61,9 @@ def hang(sup: Supervisor, service: str, since: float, detail: str, by: str) -> t
         return noted("already", members)
     if not comp.wanted:
         return noted("down", f"{c} is {comp.state.value} (stopped by request)")
-    if live and all(k.started > since for k in live):
+    if live and (all(k.started > since for k in live) or comp.since > since):
+        # its processes, or its readiness, are newer than the probe: the probe met it while it was
+        # being (re)started, not a hang of what runs now
         return noted("stale", members)
     if comp.state is State.FATAL and unit and sup.budget.in_window(unit, time.monotonic()) >= sup.budget.limit:
         return noted("limit", limit_text(sup, c))

@@ -304,7 +304,8 @@ class Supervisor:
             for child in self.comps[component].procs:
                 if child.pid == pid and not child.stopping and not child.unregistered and not self.closing:
                     line = M.WATCHED_DISCONNECTED.format(daemon=BY_NAME[component].daemon, pid=pid)
-                    self.failure(component, "disconnect", line, line, pid=pid)
+                    # alive but cut off: as good as hung (short stop grace; FATAL keeps its pid)
+                    self.failure(component, "disconnect", line, line, pid=pid, hung=True)
 
         asyncio.get_running_loop().call_later(DISCONNECT_GRACE, check)
 
@@ -353,9 +354,12 @@ class Supervisor:
                                       window=ops._fmt(self.budget.window))
             self.alert(text, "Critical")
             self.journal.add("give-up", c, unit, pid, text, by)
-            self.comps[c].down_state = State.FATAL
-            if self.comps[c].state in (State.STARTING, State.STOPPING):
-                self.comps[c].reason = text  # an operation is at work on it: it ends in RUNNING or FATAL
+            comp = self.comps[c]
+            comp.down_state = State.FATAL
+            if comp.state in (State.STARTING, State.STOPPING) or (comp.procs and not hung):
+                # an operation is at work on it, or its other workers still serve: it stays as it is
+                # and is FATAL once it has no process left
+                comp.reason = text
             else:
                 self.enter(c, State.FATAL, reason=text)  # -> FATAL: budget spent (a hung one keeps its pids)
             for m in members:
