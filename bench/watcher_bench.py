@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 
 BIN = Path(sys.executable).parent
-PARAMS = ("local.watcher.port", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port",
+PARAMS = ("local.watcher.port", "local.watcher.httpport", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port",
           "service.smtp.port", "service.lmtp.port", "local.ens.port", "local.job_controller.port",
           "local.cert.port", "local.sched.port")
 

@@ -53,9 +53,13 @@ def cli(components):
         pid, client = launch_watcher(root, ha, sys.stderr.isatty())
         progress("L", f" {pid}")
     with client:
-        if components == ("watcher",):
-            return 0
-        client.request("START", *(["ha"] if ha else []), *names, on_progress=progress)
+        if components != ("watcher",):
+            client.request("START", *(["ha"] if ha else []), *names, on_progress=progress)
+    from msgsrv.console import link
+
+    url = link.awaited(root, cfg.get_int("local.watcher.httpport", 49995) != 0)
+    if url:
+        progress("L", link.LINE.format(url=url))  # as Jupyter does: the console, logged in
     return 0
 
 

@@ -70,12 +70,16 @@ async def run(root: ServerRoot, ha: bool = False) -> int:
         from msgsrv.watcher.metrics import serve_metrics
 
         metrics = await serve_metrics(sup, metrics_port)
+    from msgsrv.console import server as console_server
+
+    console = await console_server.start(sup, token, cfg)
     try:
         await sup.finished.wait()
     finally:
         server.close()
         if metrics is not None:
             metrics.close()
+        await console_server.stop(console)
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker

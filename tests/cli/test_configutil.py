@@ -166,6 +166,8 @@ def test_H_alone_lists_the_whole_catalogue(cli, listed):
 def test_H_with_prefix_and_marks(cli):
     ok(cli("configutil", "-H", "-m", "-p", "local.watcher"), (
         "local.watcher.enable = yes [NOT REFRESHABLE]\n"
+        "local.watcher.httpaddr = 127.0.0.1 [NOT REFRESHABLE]\n"
+        "local.watcher.httpport = 49995 [NOT REFRESHABLE]\n"
         "local.watcher.metricsport = 0 [NOT REFRESHABLE]\n"
         "local.watcher.port = 49994 [NOT REFRESHABLE]\n"))
 

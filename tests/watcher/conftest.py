@@ -49,7 +49,7 @@ class Suite:
     def configure(self, **extra: str) -> None:
         ports = free_ports(5)
         self.watcher_port = ports[0]
-        settings = {"local.watcher.port": str(ports[0]), "local.autorestart": "yes",
+        settings = {"local.watcher.port": str(ports[0]), "local.watcher.httpport": "0", "local.autorestart": "yes",
                     "service.pop.numprocesses": "4", "local.schedule.msprobe.enable": "no"}
         for c in ("ens", "sched", "cert", "imta"):
             settings[f"local.{c}.enable"] = "no"
