@@ -5,7 +5,9 @@
 #   resource-agents              ocf-tester              (tests/integration/test_ocf.py)
 #   libxml2-utils                xmllint, which ocf-tester validates meta-data with
 #   systemd                      systemd-analyze verify  (tests/integration/test_systemd.py)
-#   prometheus                   one real scrape         (tests/integration/test_metrics.py)
+#   prometheus                   one real scrape         (tests/integration/test_metrics.py); promtool
+#                                                         for the alerting rules (tests/console/test_console_alerting.py)
+#   chromium                     the console's browser tests (tests/console/test_console_browser.py)
 #
 # Idempotent: packages already installed are skipped, so a second run does no apt work.
 # Never fails: without apt (or root, or a network) the tests that need a package skip with a reason.
@@ -13,7 +15,7 @@
 # packages' debconf questions are answered non-interactively (postfix: "No configuration").
 set -u
 
-PACKAGES=(dovecot-imapd dovecot-pop3d postfix resource-agents libxml2-utils systemd prometheus)
+PACKAGES=(dovecot-imapd dovecot-pop3d postfix resource-agents libxml2-utils systemd prometheus chromium)
 
 log() { echo "ci-deps: $*" >&2; }
 

@@ -271,7 +271,7 @@ class Console:
         return self._page("logs.html", request, page="logs", st=st, names=names or ["watcher"], name=name)
 
     async def plot_svg(self, request: web.Request) -> web.Response:
-        series = request.match_info["series"]
+        series = request.match_info["service"]
         if series not in PROBE_TARGETS:
             raise Refusal(404, T.UNKNOWN_SERIES.format(name=series))
         rng = _range(request)
@@ -396,7 +396,7 @@ class Console:
         return await self._act(request, "restart", unit, lambda a: self.backend.restart(unit, a))
 
     def _component(self, request: web.Request) -> str:
-        name = request.match_info["name"]
+        name = request.match_info["component"]
         if name not in START_ORDER:
             raise Refusal(404, T.UNKNOWN_COMPONENT.format(name=name, known=" ".join(START_ORDER)))
         return name
