@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import socket
 import time
@@ -43,19 +44,39 @@ class Refusal(Exception):
 
 
 # -- blocking helpers (run on the Reader's threads) ---------------------------------------------------
-def probe_table(root) -> list[dict]:
-    """Every probed service (enabled, or with history): thresholds and the newest result."""
+_targets_cache: dict = {}
+
+
+def _probe_targets(root) -> tuple[dict, dict]:
+    """(enabled targets, every target) by service, as msprobe would probe them. The configuration is
+    parsed again only when its file changed: parsing TOML is the costliest thing a page could ask of
+    a thread that shares the interpreter with the watcher's loop."""
     from msgsrv.config.store import ConfigStore
     from msgsrv.probe.runner import targets
 
+    try:
+        st = os.stat(root.config_file)
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+    except FileNotFoundError:
+        key = None
+    hit = _targets_cache.get(root.config_file)
+    if hit is not None and hit[0] == key:
+        return hit[1]
     store = ConfigStore(root.config_file)
+    found = ({t.service: t for t in targets(store)}, {t.service: t for t in targets(store, list(PROBE_TARGETS))})
+    _targets_cache[root.config_file] = (key, found)
+    return found
+
+
+def probe_table(root) -> dict:
+    """Every probed service (enabled, or with history): thresholds and the newest result."""
     last = history.last_per_series(root.history_db)
-    enabled = {t.service: t for t in targets(store)}
-    names = [s for s in PROBE_TARGETS if s in enabled or s in last]
-    extra = {t.service: t for t in targets(store, [s for s in names if s not in enabled])}
+    enabled, every = _probe_targets(root)
     out = []
-    for s in names:
-        t = enabled.get(s) or extra[s]
+    for s in PROBE_TARGETS:
+        if s not in enabled and s not in last:
+            continue
+        t = every[s]
         row = {"service": s, "component": t.component, "port": t.port, "warn": t.warn, "timeout": t.timeout,
                "enabled": s in enabled, "last": None}
         if s in last:
