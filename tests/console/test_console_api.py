@@ -22,7 +22,7 @@ from msgsrv.console import text as T
 from msgsrv.console.app import CSP
 from msgsrv.probe.history import History
 from tests.conftest import free_port, wait_for
-from tests.console.conftest import STORE, Client, start_live
+from tests.console.conftest import STORE, Client, Live, start_live
 
 
 @pytest.fixture(scope="module")
@@ -535,5 +535,49 @@ def test_a_stale_link_from_a_killed_watcher_is_withdrawn(tmp_path_factory):
         r = s.cli("start-msg")
         assert r.returncode == 0 and "Console:" not in r.stdout
         assert not s.url_file().exists()
+    finally:
+        s.stop()
+
+
+# -- banners: autorestart off, a unit given up on, HA mode ------------------------------------------------
+def test_banners_for_autorestart_off_and_a_unit_given_up(tmp_path_factory):
+    s = start_live(tmp_path_factory, builtin=False, **{"local.autorestart": "no"})
+    try:
+        api = s.session()
+        st = api.get("/api/status").json()
+        assert [b["level"] for b in st["banners"]] == ["warn"] and "local.autorestart is no" in st["banners"][0]["text"]
+        assert "local.autorestart is no" in api.get("/").text
+        r = s.cli("configutil", "-o", "local.autorestart", "-v", "yes")
+        assert r.returncode == 0, r.stderr
+        for _ in range(3):  # the third failure inside the 600 s window gives up
+            s.wait_running(*STORE)  # the whole group: its restart is over
+            pid = s.pids("imap")[0]
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda pid=pid: pid not in s.pids("imap"), timeout=10)
+        wait_for(lambda: s.state("imap") == "FATAL", timeout=15)
+        st = api.get("/api/status").json()
+        unit = next(u for u in st["units"] if u["name"] == "store")
+        assert unit["fatal"] is True and unit["restarts"] == 2
+        assert any(b["level"] == "error" and b["text"].startswith("Gave up on the store unit") for b in st["banners"])
+        page = api.get("/").text
+        assert 'class="banner error"' in page and "2 / 2 in 600 s" in page and 'class="unit fatal"' in page
+        # the admin fixes the cause and starts it again from the console
+        r = api.post("/api/components/imap/start", body=b'{"wait": 30}', headers={"Content-Type": "application/json"})
+        assert r.status == 200 and r.json()["action"]["ok"] is True
+        assert s.state("imap") == "RUNNING"
+    finally:
+        s.stop()
+
+
+def test_ha_mode_banner(tmp_path_factory):
+    s = Live(tmp_path_factory.mktemp("console") / "root")
+    s.configure(False)
+    try:
+        r = s.cli("start-msg", "ha")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stdout.splitlines()[-1].startswith(f"Console: http://127.0.0.1:{s.port}/?token=")
+        st = s.session().get("/api/status").json()
+        assert st["watcher"]["ha"] is True
+        assert [b["level"] for b in st["banners"]] == ["info"] and st["banners"][0]["text"].startswith("HA mode")
     finally:
         s.stop()
