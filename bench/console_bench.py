@@ -12,8 +12,8 @@ polls every second). Then TRIALS times each, without the clients and with them (
     kill -9 imapd   -> the pid file names a new mshttpd   (the seed's store-group restart, http last)
 
 and prints a table: crash -> new pid (median, p95) both ways and their ratio (goal: at most +10 %),
-and p50/p99 latency of the overview and of /api/status for requests made while a store-group
-restart was running, and outside one. The machine is shared: compare ratios within one run.
+p50/p99 latency of the overview and of /api/status for requests made while a store-group restart
+was running, and outside one, and the watcher's RSS before and after the console was first used. The machine is shared: compare ratios within one run.
 """
 
 from __future__ import annotations
@@ -227,6 +227,10 @@ def main() -> int:
         suite = Suite(Path(tmp) / "root")
         suite.start()
         try:
+            import psutil
+
+            watcher = psutil.Process(suite.pids("watcher")[0])
+            rss_before = watcher.memory_info().rss / 2**20  # listening; the application not loaded yet
             stop, polling, results = mp.Event(), mp.Event(), mp.Queue()
             proc = mp.Process(target=clients_process,
                               args=(suite.port, suite.url, args.clients, args.interval, polling, stop, results))
@@ -238,6 +242,7 @@ def main() -> int:
                 samples = results.get(timeout=60)
                 proc.join(10)
             lat = latencies(samples, busy["windows"])
+            rss_after = watcher.memory_info().rss / 2**20
         finally:
             suite.stop()
 
@@ -263,6 +268,7 @@ def main() -> int:
             label = f"{name}, {'during a store-group restart' if when == 'during' else 'otherwise'}"
             print(f"  {label:<36}  {len(v):>5}  {pct(v, 50):>7.1f}  {pct(v, 99):>7.1f}  "
                   f"{max(v) if v else float('nan'):>7.1f}  {lat[path]['errors'] if when == 'during' else ''}")
+    print(f"\nwatcher RSS: {rss_before:.1f} MB before the console's first use, {rss_after:.1f} MB after")
     ratio = statistics.median(busy["cert"]) / statistics.median(alone["cert"])
     print(f"\ngoal: crash -> new pid changes by at most 10 % with the clients: "
           f"{'met' if ratio <= 1.10 else 'NOT met'} ({(ratio - 1) * 100:+.1f} % for certd)")

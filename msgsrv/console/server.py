@@ -2,23 +2,28 @@
 
     console = await server.start(sup, token, cfg)   # daemon.py, next to the metrics listener
     ...
-    await console.close()
+    await server.stop(console)
 
 `local.watcher.httpport` (49995; 0 = off) on `local.watcher.httpaddr` (127.0.0.1). A port that
 cannot be bound is logged as a failure and the watcher goes on without a console: supervision
 matters more than its window.
 
-aiohttp parses HTTP; a small protocol (_Gate) sits between each socket and aiohttp's own, for the
-two things aiohttp leaves to the application: a cap on open connections (MAX_CONNECTIONS; past it,
-503 and close) and a deadline for the first request head (HEAD_TIMEOUT; past it, 408 and close).
-Later requests on a kept-alive connection are aiohttp's: it closes a connection idle for
-KEEPALIVE seconds.
+The port is bound at start, but the web application (aiohttp, jinja2: about 17 MB and 150 ms of
+imports) is loaded only when the first connection arrives, on a worker thread, so a watcher whose
+console nobody opens stays as small as one without, and no import ever runs in the loop.
+
+aiohttp parses HTTP; a small protocol (_Gate) sits between each socket and aiohttp's own, for what
+aiohttp leaves to the application: a cap on open connections (MAX_CONNECTIONS; past it, 503 and
+close), a deadline for the first request head (HEAD_TIMEOUT; past it, 408 and close), and holding
+the first bytes while the application loads. Later requests on a kept-alive connection are
+aiohttp's: it closes a connection idle for KEEPALIVE seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 
 from msgsrv.console import link
 from msgsrv.console import text as T
@@ -28,6 +33,7 @@ MAX_CONNECTIONS = 256
 HEAD_TIMEOUT = 10.0
 KEEPALIVE = 15.0
 MAX_HEAD = 16 * 1024  # aiohttp refuses longer heads itself (400/431); the gate stops looking
+MAX_HELD = 128 * 1024  # bytes held per connection while the application loads
 
 
 def _plain(code: int, reason: str, text: str) -> bytes:
@@ -37,15 +43,19 @@ def _plain(code: int, reason: str, text: str) -> bytes:
 
 
 class _Gate(asyncio.Protocol):
-    def __init__(self, owner: ConsoleServer, inner: asyncio.Protocol):
+    def __init__(self, owner: ConsoleServer):
         self.owner = owner
-        self.inner = inner
+        self.inner: asyncio.Protocol | None = None
         self.transport: asyncio.Transport | None = None
         self.refused = False
+        self.lost = False
         self.head = b""
         self.head_seen = False
+        self.held = bytearray()
+        self.eof = False
         self.timer: asyncio.TimerHandle | None = None
 
+    # -- from the socket ---------------------------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
         if len(self.owner.open) >= MAX_CONNECTIONS:
@@ -55,7 +65,7 @@ class _Gate(asyncio.Protocol):
             return
         self.owner.open.add(self)
         self.timer = asyncio.get_running_loop().call_later(HEAD_TIMEOUT, self._too_slow)
-        self.inner.connection_made(transport)
+        self.owner.attach(self)
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
@@ -66,72 +76,132 @@ class _Gate(asyncio.Protocol):
                 self.head_seen, self.head = True, b""
                 if self.timer:
                     self.timer.cancel()
-        self.inner.data_received(data)
-
-    def _too_slow(self) -> None:
-        if not self.head_seen and self.transport and not self.transport.is_closing():
-            self.transport.write(_plain(408, "Request Timeout", T.TOO_SLOW.format(seconds=int(HEAD_TIMEOUT))))
-            self.transport.close()
+        if self.inner is not None:
+            self.inner.data_received(data)
+        elif len(self.held) + len(data) <= MAX_HELD:
+            self.held += data
+        else:
+            self.close(503, "Service Unavailable", T.TOO_LARGE.format(limit=MAX_HELD))
 
     def eof_received(self):
-        return None if self.refused else self.inner.eof_received()
+        if self.inner is not None:
+            return self.inner.eof_received()
+        self.eof = True
+        return True  # keep the half-open connection until the application answers
 
     def connection_lost(self, exc) -> None:
+        self.lost = True
         if self.timer:
             self.timer.cancel()
         if self.refused:
             return
         self.owner.open.discard(self)
-        self.inner.connection_lost(exc)
+        if self.inner is not None:
+            self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self.inner.pause_writing()
+        if self.inner is not None:
+            self.inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self.inner.resume_writing()
+        if self.inner is not None:
+            self.inner.resume_writing()
+
+    # -- from the console ---------------------------------------------------------------------------
+    def attach(self, inner: asyncio.Protocol) -> None:
+        """Hand the connection to aiohttp's protocol, with what arrived meanwhile."""
+        if self.lost or self.transport is None or self.transport.is_closing():
+            return
+        self.inner = inner
+        inner.connection_made(self.transport)
+        if self.held:
+            held, self.held = bytes(self.held), bytearray()
+            inner.data_received(held)
+        if self.eof and not inner.eof_received():
+            self.transport.close()
+
+    def close(self, code: int, reason: str, text: str) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(_plain(code, reason, text))
+            self.transport.close()
+
+    def _too_slow(self) -> None:
+        if not self.head_seen:
+            self.close(408, "Request Timeout", T.TOO_SLOW.format(seconds=int(HEAD_TIMEOUT)))
 
 
 class ConsoleServer:
     def __init__(self, sup, token: str, host: str, port: int):
-        from msgsrv.console.app import make_app
-        from msgsrv.console.backend import Backend
-
         self.sup = sup
         self.host, self.port = host, port
         self.token = token
-        self.app = make_app(Backend(sup), token)
         self.open: set[_Gate] = set()
+        self.app = None
         self.runner = None
         self.listener: asyncio.AbstractServer | None = None
+        self._loading: asyncio.Task | None = None
+        self._waiting: list[_Gate] = []
 
     async def listen(self) -> None:
-        from aiohttp import web
-
-        self.runner = web.AppRunner(self.app, access_log=None, keepalive_timeout=KEEPALIVE,
-                                    shutdown_timeout=1.0)
-        await self.runner.setup()
-        handler_factory = self.runner.server
         loop = asyncio.get_running_loop()
-        try:
-            self.listener = await loop.create_server(lambda: _Gate(self, handler_factory()), self.host, self.port,
-                                                     reuse_address=True)
-        except BaseException:
-            await self.runner.cleanup()
-            raise
-        if self.port == 0:  # an ephemeral port (tests): the one the kernel chose
+        self.listener = await loop.create_server(lambda: _Gate(self), self.host, self.port, reuse_address=True)
+        if self.port == 0:  # an ephemeral port: the one the kernel chose
             self.port = self.listener.sockets[0].getsockname()[1]
 
     @property
     def url(self) -> str:
         return link.token_url(self.host, self.port, self.token)
 
+    def attach(self, gate: _Gate) -> None:
+        """Give GATE its aiohttp protocol now, or once the application has loaded."""
+        if self.runner is not None:
+            gate.attach(self.runner.server())
+            return
+        self._waiting.append(gate)
+        if self._loading is None:
+            self._loading = asyncio.get_running_loop().create_task(self._load())
+
+    async def _load(self) -> None:
+        try:
+            # the imports run on a worker thread: the loop keeps handling crashes meanwhile
+            await asyncio.to_thread(importlib.import_module, "msgsrv.console.app")
+            from aiohttp import web
+
+            from msgsrv.console.app import make_app
+            from msgsrv.console.backend import Backend
+
+            app = make_app(Backend(self.sup), self.token)
+            runner = web.AppRunner(app, access_log=None, keepalive_timeout=KEEPALIVE, shutdown_timeout=1.0)
+            await runner.setup()
+        except Exception as e:  # a broken installation costs the console, never the watcher
+            self.sup.alert(T.LOAD_FAILED.format(reason=f"{type(e).__name__}: {e}"))
+            waiting, self._waiting = self._waiting, []
+            for g in waiting:
+                g.close(503, "Service Unavailable", T.UNAVAILABLE)
+            self._loading = None
+            return
+        self.app, self.runner = app, runner
+        waiting, self._waiting = self._waiting, []
+        for g in waiting:
+            g.attach(runner.server())
+
     async def close(self) -> None:
         link.withdraw(self.sup.root)
         if self.listener is not None:
             self.listener.close()
-        await self.app["console"].close()
+        if self._loading is not None and not self._loading.done():
+            self._loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loading
+        if self.app is not None:
+            from msgsrv.console.views import CONSOLE
+
+            await self.app[CONSOLE].close()
         if self.runner is not None:
             await self.runner.cleanup()
+        for g in list(self.open):
+            if g.transport is not None:
+                g.transport.close()
 
 
 async def start(sup, token: str, cfg) -> ConsoleServer | None:
@@ -144,8 +214,8 @@ async def start(sup, token: str, cfg) -> ConsoleServer | None:
     if not 0 < port <= 65535:  # the catalogue types it integer (0 = off), so the range is checked here
         sup.alert(T.BAD_PORT.format(port=port))
         return None
+    console = ConsoleServer(sup, token, host, port)
     try:
-        console = ConsoleServer(sup, token, host, port)
         await console.listen()
     except OSError as e:
         sup.alert(T.LISTEN_FAILED.format(host=host, port=port, reason=e.strerror or e))

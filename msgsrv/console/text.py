@@ -10,6 +10,7 @@ REQUEST = "Received request to {verb}:  {names} {who}"
 PROBE_REQUEST = "Received request to run msprobe {who}"
 LISTEN_FAILED = "watcher: unable to serve the console on {host}:{port}: {reason}"
 BAD_PORT = "watcher: local.watcher.httpport {port} is out of range (0-65535); console off"
+LOAD_FAILED = "watcher: unable to load the console: {reason}"
 
 
 def who(peer: str) -> str:
@@ -46,6 +47,7 @@ TOO_MANY = "too many connections to the console"
 BUSY = "the console is busy reading history; try again"
 HISTORY_UNAVAILABLE = "history database unavailable: {reason}"
 NOT_FOUND = "not found"
+UNAVAILABLE = "the console could not be loaded; see data/log/watcher"
 
 
 def banners(watcher: dict, units: list[dict]) -> list[dict]:

@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -579,5 +580,22 @@ def test_ha_mode_banner(tmp_path_factory):
         st = s.session().get("/api/status").json()
         assert st["watcher"]["ha"] is True
         assert [b["level"] for b in st["banners"]] == ["info"] and st["banners"][0]["text"].startswith("HA mode")
+    finally:
+        s.stop()
+
+
+def test_the_web_application_is_loaded_only_when_the_console_is_first_used(tmp_path_factory):
+    import aiohttp
+
+    parser = next(Path(aiohttp.__file__).parent.glob("_http_parser*.so"), None)
+    if parser is None:
+        pytest.skip("aiohttp installed without its C parser: nothing to see in the memory map")
+    s = start_live(tmp_path_factory, builtin=False)
+    try:
+        maps = Path(f"/proc/{s.pids('watcher')[0]}/maps")
+        assert parser.name not in maps.read_text()  # listening, but nothing loaded yet
+        assert s.client().get("/login").status == 200  # the first request waits for the load
+        assert parser.name in maps.read_text()
+        assert s.session().get("/api/status").status == 200
     finally:
         s.stop()
