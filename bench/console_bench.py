@@ -184,20 +184,24 @@ def settle(suite: Suite) -> None:
     time.sleep(GAP)
 
 
-def trials(suite: Suite, n: int, polling) -> tuple[dict, dict]:
+def trials(suite: Suite, n: int, polling, cpu) -> tuple[dict, dict]:
     """N kills of each kind without the clients and N with them, interleaved so that the load
-    other programs put on the machine falls on both alike."""
-    alone: dict = {"cert": [], "store": [], "windows": []}
-    busy: dict = {"cert": [], "store": [], "windows": []}
+    other programs put on the machine falls on both alike. CPU() is the watcher's CPU seconds so
+    far; the busy trials add up how much of it the clients cost (with the restarts)."""
+    alone: dict = {"cert": [], "store": [], "windows": [], "cpu": 0.0, "secs": 0.0}
+    busy: dict = {"cert": [], "store": [], "windows": [], "cpu": 0.0, "secs": 0.0}
     for i in range(2 * n):
         out = busy if i % 2 else alone
         polling.set() if out is busy else polling.clear()
+        c0, began = cpu(), time.perf_counter()
         settle(suite)
         out["cert"].append(crash(suite, "cert", "cert")[0])
         settle(suite)
         dt, t0, t1 = crash(suite, "imap", "http")
         out["store"].append(dt)
         out["windows"].append((t0, t1))
+        out["cpu"] += cpu() - c0
+        out["secs"] += time.perf_counter() - began
     polling.clear()
     return alone, busy
 
@@ -236,7 +240,7 @@ def main() -> int:
                               args=(suite.port, suite.url, args.clients, args.interval, polling, stop, results))
             proc.start()
             try:
-                alone, busy = trials(suite, args.trials, polling)
+                alone, busy = trials(suite, args.trials, polling, lambda: sum(watcher.cpu_times()[:2]))
             finally:
                 stop.set()
                 samples = results.get(timeout=60)
@@ -269,6 +273,11 @@ def main() -> int:
             print(f"  {label:<36}  {len(v):>5}  {pct(v, 50):>7.1f}  {pct(v, 99):>7.1f}  "
                   f"{max(v) if v else float('nan'):>7.1f}  {lat[path]['errors'] if when == 'during' else ''}")
     print(f"\nwatcher RSS: {rss_before:.1f} MB before the console's first use, {rss_after:.1f} MB after")
+    served = sum(1 for x in samples if x[3] == 200)  # the clients poll during the busy trials only
+    extra = busy["cpu"] / busy["secs"] - alone["cpu"] / alone["secs"]
+    print(f"watcher CPU: {alone['cpu'] / alone['secs'] * 100:.1f} % of a core without the clients, "
+          f"{busy['cpu'] / busy['secs'] * 100:.1f} % with them "
+          f"(~{extra * busy['secs'] / max(served, 1) * 1000:.2f} ms per request served)")
     ratio = statistics.median(busy["cert"]) / statistics.median(alone["cert"])
     print(f"\ngoal: crash -> new pid changes by at most 10 % with the clients: "
           f"{'met' if ratio <= 1.10 else 'NOT met'} ({(ratio - 1) * 100:+.1f} % for certd)")
