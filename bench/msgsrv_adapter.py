@@ -20,7 +20,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import harness as H
 from adapters.base import Adapter
 
 BIN = Path(os.environ.get("MSGSRV_BIN", Path(sys.executable).parent))

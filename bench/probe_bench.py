@@ -2,13 +2,18 @@
 
     healthy pass     one in-process pass over all 10 probed components (goal < 100 ms)
     3 hung, T        a pass in which 3 services hang, probe timeout T (goal <= T + 0.3 s)
+    CPU, 1 s probing the real `imsched` process running msprobe every second over the 10
+                     components, CPU of imsched and its children (user + system) over
+                     --cpu-seconds, as % of one core: in-process (`lib/msprobe -q`, issue 14,
+                     goal <= 1 %) and spawned (the same msprobe named by its absolute path, a
+                     new interpreter per pass, as before issue 14)
     hang -> healed   (with --suite) the built-in servers under the real watcher, imsched
                      running `msprobe` every second: from `hang` on imap to imap answering again
 
-Servers for the first two rows are small real asyncio servers on 127.0.0.1 (tests/probe/
-probe_fakes.py), so the numbers measure msprobe, not the services. Run:
+Servers are small real asyncio servers on 127.0.0.1 (tests/probe/probe_fakes.py) in this
+process, so the numbers measure msprobe and imsched, not the services. Run:
 
-    python bench/probe_bench.py [--runs N] [--timeout T] [--suite]
+    python bench/probe_bench.py [--runs N] [--timeout T] [--cpu-seconds S] [--suite]
 """
 
 from __future__ import annotations
@@ -55,10 +60,44 @@ def timed_pass(root: ServerRoot) -> tuple[float, int]:
     return time.perf_counter() - t0, sum(1 for o in report.outcomes if not o.status.healthy)
 
 
+def imsched_cpu(fs: FakeServers, command: str, seconds: float) -> tuple[float, int]:
+    """(% of a core, passes) of a real imsched running COMMAND every second for SECONDS."""
+    import psutil
+
+    from tests.conftest import command_path, free_port
+
+    root = root_with(fs, set(), 5.0)
+    sets = {"local.schedule.msprobe": f"1 {command}", "local.sched.port": str(free_port()),
+            "alarm.serverresponse.msgalarmstatinterval": "600", "alarm.diskavail.msgalarmstatinterval": "3600"}
+    ConfigStore(root.config_file).update(sets)
+    p = subprocess.Popen([command_path("imsched")], env=dict(os.environ, MSGSRV_BASE=str(root.base)),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        log = root.default_log
+        deadline = time.monotonic() + 30
+        while "exited with status" not in (log.read_text() if log.exists() else ""):  # warmed up: one pass done
+            if time.monotonic() > deadline or p.poll() is not None:
+                sys.exit(f"probe_bench: imsched ran no pass of {command!r}")
+            time.sleep(0.05)
+        me = psutil.Process(p.pid)
+
+        def cpu() -> float:
+            t = me.cpu_times()
+            return t.user + t.system + t.children_user + t.children_system
+
+        before, runs0, t0 = cpu(), log.read_text().count("exited with status"), time.monotonic()
+        time.sleep(seconds)
+        used, wall = cpu() - before, time.monotonic() - t0
+        return 100.0 * used / wall, log.read_text().count("exited with status") - runs0
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
 def suite_heal(timeout: float) -> float:
     """hang -> answering again, through imsched + msprobe + the watcher (built-in servers)."""
     sys.path.insert(0, str(REPO))
-    from tests.conftest import command_path, free_ports
+    from tests.conftest import command_path, free_ports, wait_for
 
     base = Path(tempfile.mkdtemp(prefix="probe-bench-suite-"))
     env = dict(os.environ, MSGSRV_BASE=str(base))
@@ -79,17 +118,18 @@ def suite_heal(timeout: float) -> float:
         port = int(sets["service.imap.port"])
         root.fault_file("imap").write_text("hang\n")
         t0 = time.monotonic()
-        while "Received request to restart" not in root.watcher_log.read_text():
-            time.sleep(0.02)
+        # imsched probes every second; the watcher restarts the group within a few more
+        wait_for(lambda: "Received request to restart" in root.watcher_log.read_text(), timeout=30 + timeout)
         root.fault_file("imap").unlink()
-        while True:
+
+        def greets() -> bool:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                    if s.recv(64).startswith(b"* OK"):
-                        break
+                    return s.recv(64).startswith(b"* OK")
             except OSError:
-                pass
-            time.sleep(0.02)
+                return False
+
+        wait_for(greets, timeout=30)
         return time.monotonic() - t0
     finally:
         subprocess.run([command_path("stop-msg")], env=env, capture_output=True)
@@ -99,6 +139,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--timeout", type=float, default=1.0)
+    ap.add_argument("--cpu-seconds", type=float, default=30.0, help="length of each CPU measurement")
     ap.add_argument("--suite", action="store_true", help="also measure hang -> healed with the real suite")
     a = ap.parse_args()
     rows = []
@@ -111,12 +152,21 @@ def main() -> int:
         times = [timed_pass(hung)[0] for _ in range(max(3, a.runs // 5))]
         rows.append((f"3 hung, T = {a.timeout:g} s", statistics.median(times), max(times),
                      f"<= {a.timeout + 0.3:.3f} s"))
+        msprobe = str(Path(sys.executable).parent / "msprobe")
+        cpu_rows = [("in-process (lib/msprobe -q)", *imsched_cpu(fs, "lib/msprobe -q", a.cpu_seconds), "<= 1 %"),
+                    ("spawned (msprobe -q by path)", *imsched_cpu(fs, f"{msprobe} -q", a.cpu_seconds), "-")]
     if a.suite:
         t = suite_heal(a.timeout)
         rows.append((f"hang -> healed (imsched 1 s, T = {a.timeout:g} s)", t, t, "-"))
     print(f"{'case':<44} {'median':>9} {'max':>9}  goal")
     for name, med, mx, goal in rows:
         print(f"{name:<44} {med:>8.3f}s {mx:>8.3f}s  {goal}")
+    print()
+    print(f"{'imsched + msprobe every 1 s, 10 components':<44} {'CPU':>9} {'passes':>9}  goal")
+    for name, pct, passes, goal in cpu_rows:
+        print(f"{name:<44} {pct:>8.2f}% {passes:>9}  {goal}")
+    ratio = cpu_rows[1][1] / cpu_rows[0][1] if cpu_rows[0][1] else float("inf")
+    print(f"({a.cpu_seconds:g} s each, % of one core; spawned / in-process = {ratio:.1f}x, same run)")
     return 0
 
 

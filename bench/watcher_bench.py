@@ -23,20 +23,15 @@ from pathlib import Path
 
 import psutil
 
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import free_ports, wait_for  # noqa: E402
+
 BIN = Path(sys.executable).parent
 PARAMS = ("local.watcher.port", "local.watcher.httpport", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port",
           "service.smtp.port", "service.lmtp.port", "local.ens.port", "local.job_controller.port",
           "local.cert.port", "local.sched.port")
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def pids(base: Path, c: str) -> list[int]:
@@ -89,13 +84,13 @@ def main() -> int:
         rss_servers = [p.memory_info().rss / 2**20 for p in servers]
         restarts = []
         log = base / "data/log/watcher"
-        for i in range(args.rounds):
+        for _ in range(args.rounds):
             n = log.read_text().count("Starting http server")
             imap = pids(base, "imap")[0]
             t = time.monotonic()
             os.kill(imap, signal.SIGKILL)
-            while log.read_text().count("Starting http server") == n or not answers(ports["service.http.port"]):
-                time.sleep(0.002)
+            wait_for(lambda n=n: log.read_text().count("Starting http server") > n
+                     and answers(ports["service.http.port"]), timeout=30, every=0.002)
             restarts.append((time.monotonic() - t) * 1000)
             time.sleep(1.2)
     finally:

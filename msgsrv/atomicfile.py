@@ -25,9 +25,15 @@ def locked(path: Path) -> Iterator[int]:
         os.close(fd)  # closing releases the lock
 
 
-def write_atomic(path: Path, data: bytes | str, mode: int = FILE_MODE) -> None:
+def write_atomic(path: Path, data: bytes | str, mode: int = FILE_MODE, follow_symlinks: bool = False) -> None:
+    """Replace PATH with DATA. With FOLLOW_SYMLINKS, a PATH that is a symbolic link keeps being
+    one: its final target is replaced (the temp file is made beside the target, since rename
+    works within one file system only). The temp file is `.NAME.PID.tmp`, so that the next
+    writer can tell a dead writer's leftover from a live one's."""
     if isinstance(data, str):
         data = data.encode("utf-8")
+    if follow_symlinks and os.path.islink(path):
+        path = Path(os.path.realpath(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:

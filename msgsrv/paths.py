@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 DIR_MODE = 0o700
@@ -26,9 +25,26 @@ def default_base() -> Path:
     return Path.home() / ".local" / "share" / "msgsrv"
 
 
-@dataclass(frozen=True)
 class ServerRoot:
-    base: Path
+    """The server root at BASE; immutable, compared and hashed by BASE. A plain class, not a
+    frozen dataclass: `import dataclasses` costs configutil's fast path ~5 ms of its start-up."""
+
+    __slots__ = ("base",)
+
+    def __init__(self, base: Path):
+        object.__setattr__(self, "base", base)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ServerRoot) and other.base == self.base
+
+    def __hash__(self) -> int:
+        return hash(self.base)
+
+    def __repr__(self) -> str:
+        return f"ServerRoot(base={self.base!r})"
 
     @classmethod
     def from_env(cls) -> ServerRoot:
@@ -102,12 +118,27 @@ class ServerRoot:
 
     # -- creation ----------------------------------------------------------
     def ensure(self) -> ServerRoot:
-        """Create the layout with owner-only permissions (idempotent)."""
+        """Create the layout with owner-only permissions (idempotent).
+
+        OperationFailed, one line in the admin's words, when it cannot be made: `cannot create
+        /srv/msgsrv/config: /srv/msgsrv is not a directory`, `...: read-only file system`."""
         old = os.umask(0o077)
         try:
             for d in (self.base, self.config_dir, self.data_dir, self.log_dir,
                       self.run_dir, self.store_dir, self.queue_dir):
-                d.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+                try:
+                    d.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+                except OSError as e:
+                    from msgsrv.errors import OperationFailed  # not on configutil's fast path
+
+                    raise OperationFailed(f"cannot create {d}: {self._why(d, e)}") from None
         finally:
             os.umask(old)
         return self
+
+    def _why(self, d: Path, e: OSError) -> str:
+        for p in (d, *d.parents):
+            if p.exists() and not p.is_dir():
+                name = "MSGSRV_BASE " if p == self.base else ""
+                return f"{name}{p} is not a directory"
+        return (e.strerror or str(e)).lower()

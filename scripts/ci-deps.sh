@@ -1,41 +1,62 @@
 #!/usr/bin/env bash
-# Best-effort install of the Debian packages the integration tests use (issue 7):
-#   dovecot-imapd dovecot-pop3d  real IMAP/POP servers  (tests/integration/test_real_daemons.py)
-#   postfix                      real SMTP server        (tests/integration/test_real_daemons.py)
-#   resource-agents              ocf-tester              (tests/integration/test_ocf.py)
+# Installs the Debian packages the tests use (issue 12):
+#   dovecot-imapd dovecot-pop3d  real IMAP/POP servers   (tests/integration/test_real_daemons.py)
+#   postfix                      real SMTP server         (tests/integration/test_real_daemons.py)
+#   resource-agents              ocf-tester               (tests/integration/test_ocf.py)
 #   libxml2-utils                xmllint, which ocf-tester validates meta-data with
-#   systemd                      systemd-analyze verify  (tests/integration/test_systemd.py)
-#   prometheus                   one real scrape         (tests/integration/test_metrics.py); promtool
-#                                                         for the alerting rules (tests/console/test_console_alerting.py)
-#   chromium                     the console's browser tests (tests/console/test_console_browser.py)
+#   systemd                      systemd-analyze verify   (tests/integration/test_systemd.py)
+#   prometheus                   one real scrape          (tests/integration/test_metrics.py); promtool
+#                                                          for the alerting rules (tests/console/test_console_alerting.py)
+#   iproute2                     ss: the metrics port listens on loopback only (test_metrics.py)
+#   groff man-db                 man -l and groff -ww on every page (tests/test_docs.py, *man_page*.py)
+#   curl fetchmail mutt          real mail clients against the built-in servers
+#   chromium chromium-driver     browser tests of the web console (tests/console/test_console_browser.py)
+#   dovecot-dev build-essential autoconf automake libtool pkg-config
+#                                Dovecot's imaptest, built by ../shared/tools/imaptest/build.sh
+#   git                          scripts/smoke.sh clones the checkout
 #
 # Idempotent: packages already installed are skipped, so a second run does no apt work.
-# Never fails: without apt (or root, or a network) the tests that need a package skip with a reason.
-# No service is started: a policy-rc.d refuses every invoke-rc.d start during the install, and the
-# packages' debconf questions are answered non-interactively (postfix: "No configuration").
+# Under CI=true a package that cannot be installed (or no apt, or not root) fails with exit 1 and
+# apt's own error lines; elsewhere it warns and exits 0, and the tests that need it skip, naming it.
+# apt waits up to 10 minutes for a lock another process holds (DPkg::Lock::Timeout) instead of
+# giving up. No service is started: a policy-rc.d refuses every invoke-rc.d start during the install,
+# and the packages' debconf questions are answered non-interactively (postfix: "No configuration").
 set -u
 
-PACKAGES=(dovecot-imapd dovecot-pop3d postfix resource-agents libxml2-utils systemd prometheus chromium)
+PACKAGES=(
+    dovecot-imapd dovecot-pop3d postfix resource-agents libxml2-utils systemd prometheus iproute2
+    groff man-db
+    curl fetchmail mutt
+    chromium chromium-driver
+    dovecot-dev build-essential autoconf automake libtool pkg-config
+    git
+)
 
 log() { echo "ci-deps: $*" >&2; }
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    log "apt-get not found; skipping (integration tests will skip)"
+case "${CI:-}" in 1|true|TRUE|True|yes) strict=1 ;; *) strict=0 ;; esac
+
+# give_up MESSAGE: fatal under CI, a warning elsewhere
+give_up() {
+    if [ "$strict" -eq 1 ]; then
+        log "error: $*"
+        exit 1
+    fi
+    log "warning: $* (the tests that need these packages will skip)"
     exit 0
-fi
-if [ "$(id -u)" -ne 0 ]; then
-    log "not root; skipping (integration tests will skip)"
-    exit 0
-fi
+}
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+command -v apt-get >/dev/null 2>&1 || give_up "apt-get not found; cannot install: ${PACKAGES[*]}"
+[ "$(id -u)" -eq 0 ] || give_up "not root; cannot install: ${PACKAGES[*]}"
 
 missing=()
 for p in "${PACKAGES[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-        missing+=("$p")
-    fi
+    installed "$p" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
-    log "all packages present"
+    log "all ${#PACKAGES[@]} packages present"
     exit 0
 fi
 
@@ -44,7 +65,7 @@ export DEBIAN_FRONTEND=noninteractive
 if command -v debconf-set-selections >/dev/null 2>&1; then
     printf '%s\n' \
         "postfix postfix/main_mailer_type select No configuration" \
-        "postfix postfix/mailname string localhost" | debconf-set-selections || true
+        "postfix postfix/mailname string localhost" | debconf-set-selections
 fi
 
 # Keep maintainer scripts from starting daemons (dovecot, postfix, prometheus) on this machine.
@@ -53,23 +74,31 @@ own_policy=0
 if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && own_policy=1
 fi
-cleanup() { [ "$own_policy" -eq 1 ] && rm -f "$policy"; }
+cleanup() { if [ "$own_policy" -eq 1 ]; then rm -f "$policy"; fi; }
 trap cleanup EXIT
 
+APT=(apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+
 log "installing: ${missing[*]}"
-if ! timeout 600 apt-get update -qq >/dev/null 2>&1; then
-    log "apt-get update failed; trying the install with the lists at hand"
+# -qq keeps apt's progress off the log; its warnings and errors go to stderr and stay visible.
+if ! timeout 900 "${APT[@]}" update -qq >/dev/null; then
+    log "apt-get update failed (its errors are above); trying the install with the package lists at hand"
 fi
-# One package at a time would be slower; one transaction, and on failure each package alone so that
-# one unavailable package does not cost the others.
-if ! timeout 900 apt-get install -y -qq --no-install-recommends \
-        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null 2>&1; then
-    log "combined install failed; installing one by one"
+# One transaction is fastest; if it fails, each package alone, so that the error names the one that
+# cannot be had and the others are still installed.
+if ! timeout 1800 "${APT[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+    log "combined install failed (apt's errors are above); installing one by one"
     for p in "${missing[@]}"; do
-        timeout 600 apt-get install -y -qq --no-install-recommends \
-            -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$p" >/dev/null 2>&1 \
-            || log "unable to install $p"
+        installed "$p" && continue
+        timeout 900 "${APT[@]}" install -y -qq --no-install-recommends "$p" >/dev/null \
+            || log "apt-get install $p failed (its errors are above)"
     done
 fi
+
+failed=()
+for p in "${missing[@]}"; do
+    installed "$p" || failed+=("$p")
+done
 log "done in $(( $(date +%s) - start )) s"
+[ ${#failed[@]} -eq 0 ] || give_up "unable to install: ${failed[*]}"
 exit 0

@@ -1,9 +1,35 @@
 #!/usr/bin/env bash
-# The README's test command: make a venv, install msgsrv with its test extras, run pytest.
-# Extra arguments go to pytest (e.g. `bash scripts/test.sh -m "not integration"`).
+# The README's test command: make .venv, install msgsrv with its test extras, run pytest under
+# coverage (every Python subprocess counted: see [tool.coverage.run] in pyproject.toml), then print
+# the coverage report. Extra arguments go to pytest (e.g. `bash scripts/test.sh -m "not integration"`).
+# With no arguments the whole suite runs and the report must reach the floor (fail_under); with
+# arguments the report is printed but the floor is not checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e '.[test]'
-exec .venv/bin/python -m pytest "$@"
+bash scripts/venv.sh
+PY=.venv/bin/python
+results=.ci-results
+rm -rf "$results" && mkdir -p "$results"
+$PY -m coverage erase
+rc=0
+$PY -m coverage run -m pytest --junitxml="$results/junit.xml" "$@" || rc=$?
+$PY -m coverage combine -q || true  # nothing to combine: the report below says so
+floor=()
+[ $# -eq 0 ] || floor=(--fail-under=0)
+echo
+echo "coverage (lines, msgsrv/, subprocesses included):"
+cov=0
+$PY -m coverage report "${floor[@]}" || cov=$?
+if [ -n "${CI_STARTED:-}" ]; then echo "run time: $(( $(date +%s) - CI_STARTED )) s (.ci/run so far)"; fi
+# The closing line: what pytest ran (from its JUnit XML), so that it is the run's last word.
+$PY - "$results/junit.xml" <<'PYEOF' || true
+import sys
+import xml.etree.ElementTree as ET
+
+suites = ET.parse(sys.argv[1]).getroot()
+suite = suites if suites.tag == "testsuite" else suites[0]
+n, failures, errors, skipped = (int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
+print(f"tests: {n - failures - errors - skipped} passed, {failures + errors} failed, {skipped} skipped")
+PYEOF
+if [ "$rc" -ne 0 ]; then exit "$rc"; fi
+if [ "$cov" -ne 0 ]; then echo "coverage is below the floor (fail_under in pyproject.toml)" >&2; exit "$cov"; fi

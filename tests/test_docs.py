@@ -130,6 +130,31 @@ def test_configutil_page_has_no_groff_warnings():
     assert (r.returncode, r.stderr) == (0, "")
 
 
+# -- every page in man/ ----------------------------------------------------------------------
+PAGES = sorted(MAN.glob("*.[1-8]"))
+
+
+def test_every_command_has_a_page():
+    names = {p.name for p in PAGES}
+    for cmd in ("configutil", "start-msg", "stop-msg", "watcher", "msprobe", "imsched", "mboxutil", "msgsrv-server"):
+        assert f"{cmd}.8" in names, cmd
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_page_renders_with_man_l_and_groff_without_warnings(page):
+    for tool in ("man", "groff"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool}(1) is not installed here (Debian package {'man-db' if tool == 'man' else 'groff'})")
+    r = subprocess.run(["groff", "-man", "-ww", "-z", str(page)], capture_output=True, text=True)
+    assert (r.returncode, r.stderr) == (0, "")
+    env = dict(os.environ, MANWIDTH="80", MANPAGER="cat", PAGER="cat", LC_ALL="C.UTF-8")
+    r = subprocess.run(["man", "-l", str(page)], capture_output=True, text=True, env=env)
+    assert (r.returncode, r.stderr) == (0, "")
+    title = re.search(r"^\.TH (\S+) (\d)", page.read_text(encoding="utf-8"), re.M)
+    assert title and r.stdout.startswith(f"{title[1]}({title[2]})"), r.stdout[:80]
+    assert "NAME" in r.stdout and "SYNOPSIS" in r.stdout
+
+
 # -- CHANGELOG.md ------------------------------------------------------------------------
 def test_changelog_top_entry_is_the_version():
     assert CHANGELOG.exists(), f"{CHANGELOG} is missing: its top entry must be version {msgsrv.__version__}"

@@ -1,7 +1,10 @@
 """configutil: get, set, delete, list, import and validate parameters.
 
-`configutil -o NAME` is run by scripts in loops, so main() answers it without importing click,
-rich or a TOML parser whenever the store's derived cache is current (see config/store.py).
+`configutil -o NAME` and `configutil -o NAME -v VALUE` are run by scripts in loops, so main()
+answers them without importing click, rich or a TOML parser whenever it can: a get from the
+store's derived cache when it is current (config/store.py), a set by a line edit when the store
+is a simple one (config/quickedit.py). Anything else, every error included, takes the full
+click command, which says what is wrong.
 """
 
 from __future__ import annotations
@@ -40,9 +43,45 @@ def _fast_get(argv: list[str]) -> int | None:
     return 0
 
 
+def _fast_set(argv: list[str]) -> int | None:
+    """`-o NAME -v VALUE`, with `-f FILE` anywhere: a line edit of a simple store; None = take
+    the full path (which also produces every error message)."""
+    if len(argv) not in (4, 6) or argv[0::2] and sorted(argv[0::2]) not in (["-o", "-v"], ["-f", "-o", "-v"]):
+        return None
+    opts = dict(zip(argv[0::2], argv[1::2]))
+    name, value, path = opts["-o"], opts["-v"], opts.get("-f")
+    if name == "local.watcher.port":
+        return None  # may need the running-watcher notice
+    from msgsrv.config import rules
+    from msgsrv.config.quickedit import set_simple
+
+    try:
+        rules.check_value(name, value)
+    except ValueError:
+        return None
+    from pathlib import Path
+
+    if path is None:
+        from msgsrv.paths import ServerRoot
+
+        root = ServerRoot.from_env()
+        try:
+            root.ensure()
+        except Exception:  # OperationFailed: the full path reports it
+            return None
+        store = root.config_file
+    else:
+        store = Path(path)
+        if not store.parent.is_dir():
+            return None
+    return 0 if set_simple(store, name, value) else None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     rc = _fast_get(argv)
+    if rc is None:
+        rc = _fast_set(argv)
     if rc is None:
         from msgsrv.cli.configutil_cmd import command
         from msgsrv.cli.main import run

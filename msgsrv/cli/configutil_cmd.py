@@ -9,27 +9,24 @@ from pathlib import Path
 
 import click
 
-from msgsrv.config import catalogue, rules
+from msgsrv.config import catalogue, listing, rules
 from msgsrv.config.store import ConfigStore, StoreError
 from msgsrv.errors import OperationFailed, UsageError
 from msgsrv.paths import ServerRoot
 
+WATCHER_PORT = "local.watcher.port"
 EPILOG = """\b
 Examples:
   configutil -o local.autorestart -v yes     set a parameter
   configutil -o local.autorestart            print its value (nothing if unset)
+  configutil                                 every parameter and its value ([DEFAULT] if not set)
+  configutil -O                              only the parameters that are set
   configutil -H -o local.autorestart.timeout print its default
+  configutil -H -m -p service.               the catalogue: defaults, refreshability, types, ranges
   configutil -d -o local.autorestart         delete the override
-  configutil -p 'service.*' -m               list, with refreshability
   configutil -i settings.txt                 import name=value lines (all or nothing)
   configutil -V                              validate the whole store
 """
-
-
-def _quote(value: str) -> str:
-    if value == "" or any(ch.isspace() for ch in value):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return value
 
 
 def _matches(name: str, pattern: str | None) -> bool:
@@ -40,13 +37,9 @@ def _matches(name: str, pattern: str | None) -> bool:
     return name.startswith(pattern)
 
 
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    return value
-
-
 def _parse_import(path: Path) -> dict[str, str]:
+    """NAME=VALUE lines of PATH (configutil's own listings included); `[DEFAULT]` lines are
+    skipped: a default is not an override, and importing a listing pins nothing new."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
@@ -54,15 +47,12 @@ def _parse_import(path: Path) -> dict[str, str]:
     except UnicodeDecodeError:
         raise UsageError(f"unable to read {path}: not UTF-8 text") from None
     items: dict[str, str] = {}
-    for no, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if "=" not in line:
-            raise UsageError(f"{path}:{no}: expected name=value, got '{line}'")
-        name, value = (s.strip() for s in line.split("=", 1))
-        value = _unquote(value)
+    for no, raw in enumerate(text.split("\n"), 1):
         try:
+            parsed = listing.parse_line(raw)
+            if parsed is None or listing.DEFAULT in parsed[2]:
+                continue
+            name, value, _ = parsed
             rules.check_value(name, value)
         except ValueError as e:
             raise UsageError(f"{path}:{no}: {e}") from None
@@ -84,8 +74,10 @@ def _validate(changed: list[str]):
 @click.option("-o", "option", metavar="NAME", help="The parameter to show, set (-v) or delete (-d).")
 @click.option("-v", "value", metavar="VALUE", help='Set NAME to VALUE (-v "" stores an empty value).')
 @click.option("-d", "delete", is_flag=True, help="Delete the override of NAME (back to its default).")
-@click.option("-H", "defaults", is_flag=True, help="Show defaults (alone: the whole catalogue).")
+@click.option("-H", "defaults", is_flag=True, help="Show defaults (alone: the whole catalogue; with -m: types and ranges).")
 @click.option("-m", "marks", is_flag=True, help="Append [REFRESHABLE] or [NOT REFRESHABLE].")
+@click.option("-O", "--overrides", "overrides_only", is_flag=True,
+              help="List only the parameters that are set (the store's overrides).")
 @click.option("-p", "pattern", metavar="PATTERN", help="List parameters by prefix or glob (service.imap, '*.port').")
 @click.option("-i", "import_file", metavar="FILE", type=click.Path(path_type=Path),
               help="Import name=value lines from FILE; all or nothing.")
@@ -93,16 +85,22 @@ def _validate(changed: list[str]):
               help="Use FILE as the store instead of config/msg.toml.")
 @click.option("-V", "validate", is_flag=True, help="Validate every stored value; exit 1 if any is bad.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def command(option, value, delete, defaults, marks, pattern, import_file, store_file, validate, as_json):
+def command(option, value, delete, defaults, marks, overrides_only, pattern, import_file, store_file, validate,
+            as_json):
     """List and change msgsrv configuration parameters.
 
-    With no options, lists every parameter that is set, as `name = value` lines sorted by name.
+    With no options, lists every parameter with its effective value as `name = value` lines
+    sorted by name; a parameter that is not set shows its default, marked [DEFAULT].
     """
+    writing = value is not None or delete or import_file is not None
+    root = None
     if store_file is None:
         root = ServerRoot.from_env()
         store_file = root.config_file
-        if value is not None or delete or import_file is not None:
+        if writing:
             root.ensure()
+    elif writing and not store_file.parent.is_dir():
+        raise UsageError(f"unable to write {store_file}: no such directory {store_file.parent}")
     store = ConfigStore(store_file)
     try:
         if value is not None or delete:
@@ -110,21 +108,24 @@ def command(option, value, delete, defaults, marks, pattern, import_file, store_
                 raise UsageError(f"{'-v' if value is not None else '-d'} needs -o NAME")
             if value is not None and delete:
                 raise UsageError("-v and -d cannot be used together")
-            return _set_or_delete(store, option, value, delete)
+            return _set_or_delete(store, root, option, value, delete)
         if import_file is not None:
             items = _parse_import(import_file)
+            before = store.effective_text(WATCHER_PORT) if root is not None and WATCHER_PORT in items else None
             store.update(items, validate=_validate(list(items)))
+            _port_notice(store, root, before)
             return 0
         if validate:
             return _validate_store(store)
         if option is not None:
             return _get(store, option, defaults, as_json)
-        return _list(store, pattern, defaults, marks, as_json)
+        return _list(store, pattern, defaults, marks, overrides_only, as_json)
     except StoreError as e:
         raise OperationFailed(str(e)) from None
 
 
-def _set_or_delete(store: ConfigStore, name: str, value: str | None, delete: bool) -> int:
+def _set_or_delete(store: ConfigStore, root: ServerRoot | None, name: str, value: str | None, delete: bool) -> int:
+    before = store.effective_text(WATCHER_PORT) if root is not None and name == WATCHER_PORT else None
     if delete:
         if name not in store.overrides():
             try:
@@ -133,13 +134,29 @@ def _set_or_delete(store: ConfigStore, name: str, value: str | None, delete: boo
                 raise UsageError(str(e)) from None
             return 0
         store.update(deletes=[name], validate=_validate([name]))
-        return 0
-    try:
-        rules.check_value(name, value)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    store.update({name: value}, validate=_validate([name]))
+    else:
+        try:
+            rules.check_value(name, value)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        store.update({name: value}, validate=_validate([name]))
+    _port_notice(store, root, before)
     return 0
+
+
+def _port_notice(store: ConfigStore, root: ServerRoot | None, before: str | None) -> None:
+    """A running watcher keeps the port it bound: say so when local.watcher.port changes."""
+    if before is None or root is None:
+        return
+    after = store.effective_text(WATCHER_PORT)
+    if after == before:
+        return
+    from msgsrv.daemons import watcher_pid
+
+    pid = watcher_pid(root)
+    if pid is not None:
+        click.echo(f"configutil: the watcher (pid {pid}) keeps listening on port {before}; "
+                   f"the new port {after or '(default)'} takes effect at the next watcher start", err=True)
 
 
 def _get(store: ConfigStore, name: str, defaults: bool, as_json: bool) -> int:
@@ -157,26 +174,46 @@ def _get(store: ConfigStore, name: str, defaults: bool, as_json: bool) -> int:
     return 0
 
 
-def _rows(store: ConfigStore, defaults: bool) -> list[tuple[str, str, catalogue.Parameter | None]]:
+Row = tuple[str, str, "catalogue.Parameter | None", bool]  # name, value, row, is the default
+
+
+def _rows(store: ConfigStore, defaults: bool, overrides_only: bool) -> list[Row]:
     if defaults:
-        return [(p.name, p.default or "", p) for p in catalogue.PARAMETERS]
-    return [(n, v, catalogue.lookup(n)) for n, v in store.overrides().items()]
+        return [(p.name, p.default or "", p, True) for p in catalogue.PARAMETERS]
+    overrides = store.overrides()
+    rows = {n: (n, v, catalogue.lookup(n), False) for n, v in overrides.items()}
+    if not overrides_only:
+        for p in catalogue.EXACT.values():
+            rows.setdefault(p.name, (p.name, p.default or "", p, True))
+    return list(rows.values())
 
 
-def _list(store: ConfigStore, pattern: str | None, defaults: bool, marks: bool, as_json: bool) -> int:
-    rows = sorted(r for r in _rows(store, defaults) if _matches(r[0], pattern))
+def _list(store: ConfigStore, pattern: str | None, defaults: bool, marks: bool, overrides_only: bool,
+          as_json: bool) -> int:
+    rows = sorted((r for r in _rows(store, defaults, overrides_only) if _matches(r[0], pattern)),
+                  key=lambda r: r[0])
     if as_json:
-        click.echo(json.dumps([
-            {"name": n, "value": v, "type": p.type if p else None,
-             "refreshable": p.refreshable if p else None} for n, v, p in rows], indent=2))
+        out = []
+        for n, v, p, is_default in rows:
+            item = {"name": n, "value": v, "default": is_default, "type": p.type if p else None,
+                    "refreshable": p.refreshable if p else None}
+            if defaults and p is not None:
+                item.update({"min": p.lo, "max": p.hi})
+            out.append(item)
+        click.echo(json.dumps(out, indent=2))
         return 0
-    out = []
-    for n, v, p in rows:
-        line = f"{n} = {_quote(v)}"
+    lines = []
+    for n, v, p, is_default in rows:
+        tags: list[str] = []
+        if is_default and not defaults:
+            tags.append(listing.DEFAULT)
         if marks:
-            line += " [REFRESHABLE]" if p is not None and p.refreshable else " [NOT REFRESHABLE]"
-        out.append(line + "\n")
-    sys.stdout.write("".join(out))
+            tags.append(listing.REFRESHABLE if p is not None and p.refreshable else listing.NOT_REFRESHABLE)
+        line = listing.format_line(n, v, tuple(tags))
+        if marks and defaults and p is not None:
+            line += f" [{catalogue.describe(p)}]"
+        lines.append(line + "\n")
+    sys.stdout.write("".join(lines))
     return 0
 
 

@@ -17,8 +17,10 @@ def command(listing: bool, port: int | None) -> int:
     """Run every local.schedule.<task> entry at its time: 5 crontab fields (day of month AND day
     of week must both match when both are given) or a number of seconds, then the command.
 
-    Each run and its exit status go to the default log. SIGHUP reloads the schedule; SIGTERM
-    stops the scheduler. The health port answers a greeting line and PING, for msprobe.
+    Each run and its exit status go to the default log. The suite's own msprobe making a plain
+    pass runs in-process (no process per pass). A change of config/msg.toml is noticed within a
+    second; SIGHUP (refresh sched) reloads at once; SIGTERM stops the scheduler. The health port
+    answers a greeting line and PING, for msprobe.
     """
     from msgsrv.paths import ServerRoot
 

@@ -74,13 +74,31 @@ def _history(root, services: list[str], as_json: bool) -> int:
     return 0
 
 
+def _test_alarm(root, quiet: bool) -> int:
+    import time
+
+    from msgsrv.config.store import ConfigStore
+    from msgsrv.probe.alarms import send_test_alarm
+
+    root.ensure()
+    notice, failed = send_test_alarm(root, ConfigStore(root.config_file), time.time())
+    if failed:
+        click.echo(f"{PROG}: {failed}", err=True)
+        return 1
+    if not quiet:
+        click.echo(f"test alarm mail sent to {notice.rcpt} through {notice.host}:{notice.port}")
+    return 0
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("services", nargs=-1, type=click.Choice(SERVICES), metavar="[SERVICE]...")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit status tells.")
 @click.option("--history", is_flag=True,
               help="Show min/median/max response times and a chart from the counter database.")
-def command(services: tuple[str, ...], as_json: bool, quiet: bool, history: bool) -> int:
+@click.option("--test-alarm", "test_alarm", is_flag=True,
+              help="Send one alarm mail now to check where alarms go (no probes).")
+def command(services: tuple[str, ...], as_json: bool, quiet: bool, history: bool, test_alarm: bool) -> int:
     """Probe the enabled mail servers with their own protocols and measure their response times.
 
     SERVICE is one of imap pop http cert job_controller smtp lmtp mmp ens store sched; without
@@ -98,6 +116,8 @@ def command(services: tuple[str, ...], as_json: bool, quiet: bool, history: bool
     names = list(dict.fromkeys(services))
     if history:
         return _history(root, names, as_json)
+    if test_alarm:
+        return _test_alarm(root, quiet)
 
     tty = sys.stdout.isatty()
 

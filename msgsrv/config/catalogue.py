@@ -1,4 +1,5 @@
-"""The parameter catalogue: every name that may be set, its type, default and refreshability.
+"""The parameter catalogue: every name that may be set, its type, default, refreshability and,
+for numbers, the range a value must lie in.
 
 Data plus pure functions. Imported on the hot `configutil -o NAME` path, so it imports nothing
 heavy: exact names are a dict lookup, patterns (`local.probe.<svc>.timeout`) a segment match.
@@ -9,13 +10,13 @@ from __future__ import annotations
 from collections import namedtuple
 
 # A namedtuple, not a dataclass: `import dataclasses` alone costs ~8 ms of the fast path's start-up.
-_Row = namedtuple("_Row", "name type default refreshable doc")
+_Row = namedtuple("_Row", "name type default refreshable doc lo hi", defaults=(None, None))
 
 
 class Parameter(_Row):
-    """name: exact name, or a pattern with one <placeholder> segment; type: string | integer |
-    boolean | port | duration | schedule; default: as text, None = no default (unset);
-    refreshable: bool; doc: one line."""
+    """name: exact name, or a pattern with one <placeholder> segment; type: a key of TYPE_NAMES;
+    default: as text, None = no default (unset); refreshable: bool; doc: one line;
+    lo, hi: the inclusive range of a number (None: only the type's own limits)."""
 
     __slots__ = ()
 
@@ -23,37 +24,60 @@ class Parameter(_Row):
     def is_pattern(self) -> bool:
         return "<" in self.name
 
+    @property
+    def range_text(self) -> str:
+        """`1-64`, `0.01-3600`; "" when the row has no range of its own."""
+        if self.lo is None and self.hi is None:
+            return ""
+        return f"{_num(self.lo)}-{_num(self.hi)}"
+
+
+def _num(x) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, int):
+        return str(x)
+    return str(int(x)) if x == int(x) else f"{x:g}"
+
 
 R, N = True, False  # refreshable / not refreshable
+DAY = 86400
+# seconds, at most an hour: a timeout of 0 would make every server hung, one under 0.1 s makes a
+# loaded machine's servers look hung; a threshold or a stop grace may be as short as 10 ms
+TIMEOUT = (0.1, 3600)
+SHORT = (0.01, 3600)
 
 _ROWS: tuple[tuple, ...] = (
     # -- watcher and restart policy (SPEC §1, reference §4.2, §5)
     ("local.watcher.enable", "boolean", "yes", N, "Start the watcher with start-msg; it detects and logs failures"),
     ("local.watcher.port", "port", "49994", N, "Loopback port of the watcher's control protocol"),
-    ("local.watcher.metricsport", "integer", "0", N, "Loopback port for Prometheus metrics from the watcher (0 = off)"),
-    ("local.watcher.httpport", "integer", "49995", N, "Port of the watcher's web console (0 = off)"),
-    ("local.watcher.httpaddr", "string", "127.0.0.1", N,
+    ("local.watcher.metricsport", "port_or_off", "0", N, "Loopback port for Prometheus metrics from the watcher (0 = off)"),
+    ("local.watcher.httpport", "port_or_off", "49995", N, "Port of the watcher's web console (0 = off)"),
+    ("local.watcher.httpaddr", "host", "127.0.0.1", N,
      "Address the web console binds (default loopback only; anything else needs a TLS proxy in front)"),
     ("local.autorestart", "boolean", "no", R, "Restart failed or hung servers automatically"),
     ("local.autorestart.timeout", "duration", "600", R,
-     "Restart window in seconds: a third failure inside it gives up (at least the msprobe interval)"),
+     "Restart window in seconds: a third failure inside it gives up (at least the msprobe interval)", 1, 366 * DAY),
     # -- scheduler
-    ("local.schedule.msprobe", "schedule", "5,15,25,35,45,55 * * * * lib/msprobe", R,
-     "When imsched runs msprobe: 5 crontab fields and a command, or seconds and a command"),
+    ("local.schedule.msprobe", "probe_schedule", "5,15,25,35,45,55 * * * * lib/msprobe", R,
+     "When imsched runs msprobe: 5 crontab fields and a command, or seconds (and a command)"),
     ("local.schedule.msprobe.enable", "boolean", "yes", R, "Set to no to stop scheduling msprobe"),
     ("local.schedule.<task>", "schedule", None, R, "A task run by imsched: crontab fields or seconds, then the command"),
     ("local.schedule.<task>.enable", "boolean", "yes", R, "Set to no to stop scheduling this task"),
     # -- msprobe
-    ("service.readtimeout", "duration", "10", R, "Seconds without a response before a server counts as hung"),
-    ("local.probe.warningthreshold", "duration", "5", R, "Response time in seconds above which msprobe warns"),
-    ("local.probe.<svc>.timeout", "duration", None, R, "Probe timeout for one service (default: service.readtimeout)"),
+    ("service.readtimeout", "duration", "10", R, "Seconds without a response before a server counts as hung",
+     *TIMEOUT),
+    ("local.probe.warningthreshold", "duration", "5", R, "Response time in seconds above which msprobe warns",
+     *SHORT),
+    ("local.probe.<svc>.timeout", "duration", None, R, "Probe timeout for one service (default: service.readtimeout)",
+     *TIMEOUT),
     ("local.probe.<svc>.warningthreshold", "duration", None, R,
-     "Warning threshold for one service (default: local.probe.warningthreshold)"),
+     "Warning threshold for one service (default: local.probe.warningthreshold)", *SHORT),
     ("local.probe.<svc>.enable", "boolean", "yes", R,
      "Set to no to leave one service out of scheduled msprobe passes (e.g. lmtp in front of Postfix)"),
-    ("local.probe.history.days", "integer", "30", R, "Days of response-time history msprobe keeps"),
+    ("local.probe.history.days", "integer", "30", R, "Days of response-time history msprobe keeps", 1, 3650),
     ("local.queuedir", "string", "", R, "MTA queue directory checked for free space (default: data/queue)"),
-    ("local.defdomain", "string", "", R, "Default mail domain"),
+    ("local.defdomain", "host", "", R, "Default mail domain"),
     # -- components: enable switches, ports, workers, commands
     ("local.store.enable", "boolean", "yes", N, "Run the message store (stored) and its services"),
     ("local.store.port", "port", "10999", N, "Status port of the store daemon (stored)"),
@@ -63,9 +87,9 @@ _ROWS: tuple[tuple, ...] = (
     ("service.pop.port", "port", "10110", N, "POP3 port"),
     ("service.http.enable", "boolean", "yes", N, "Run the HTTP server (mshttpd)"),
     ("service.http.port", "port", "10080", N, "HTTP port"),
-    ("service.listenaddr", "string", "", N,
+    ("service.listenaddr", "host", "", N,
      "Address the IMAP, POP, HTTP, SMTP/LMTP and MMP listeners bind (empty: 127.0.0.1 only)"),
-    ("service.<svc>.numprocesses", "integer", "1", N, "Worker processes of a server (imap, pop, http)"),
+    ("service.<svc>.numprocesses", "integer", "1", N, "Worker processes of a server (imap, pop, http)", 1, 64),
     ("service.smtp.port", "port", "10025", N, "SMTP port of the dispatcher"),
     ("service.lmtp.port", "port", "10024", N, "LMTP port of the dispatcher"),
     ("local.imta.enable", "boolean", "yes", N, "Run the MTA: dispatcher (SMTP, LMTP) and job_controller"),
@@ -90,27 +114,33 @@ _ROWS: tuple[tuple, ...] = (
     ("local.<component>.command", "string", "", N,
      "Run this command instead of the built-in server (e.g. a Dovecot command line)"),
     ("local.<component>.stoptimeout", "duration", "5", R,
-     "Seconds a server may take to exit after SIGTERM before it is killed"),
-    ("local.<component>.starttimeout", "duration", "10", R, "Seconds a server may take to start accepting"),
+     "Seconds a server may take to exit after SIGTERM before it is killed", *SHORT),
+    ("local.<component>.starttimeout", "duration", "10", R, "Seconds a server may take to start accepting",
+     *TIMEOUT),
     # -- alarms (reference §4.3)
-    ("alarm.msgalarmnoticehost", "string", "localhost", R, "SMTP host that alarm mail is sent to"),
-    ("alarm.msgalarmnoticeport", "port", "25", R, "SMTP port that alarm mail is sent to"),
-    ("alarm.msgalarmnoticercpt", "string", "Postmaster@localhost", R, "Recipient of alarm mail"),
-    ("alarm.msgalarmnoticesender", "string", "Postmaster@localhost", R, "Sender of alarm mail"),
+    ("alarm.msgalarmnoticehost", "host", "127.0.0.1", R, "SMTP host that alarm mail is sent to"),
+    ("alarm.msgalarmnoticeport", "port", "", R,
+     "SMTP port that alarm mail is sent to (empty: service.smtp.port, the suite's own SMTP server)"),
+    ("alarm.msgalarmnoticercpt", "string", "postmaster@localhost", R, "Recipient of alarm mail"),
+    ("alarm.msgalarmnoticesender", "string", "postmaster@localhost", R, "Sender of alarm mail"),
     ("alarm.msgalarmnoticetemplate", "string", "", R, "Alarm mail template (empty: the built-in one)"),
     ("alarm.diskavail.msgalarmdescription", "string", "percentage mail partition diskspace available", R,
      "Description of the disk alarm"),
-    ("alarm.diskavail.msgalarmstatinterval", "integer", "3600", R, "Seconds between disk checks (0 = off)"),
-    ("alarm.diskavail.msgalarmthreshold", "integer", "10", R, "Free disk percent below which the alarm fires"),
-    ("alarm.diskavail.msgalarmthresholddirection", "integer", "-1", R, "-1: alarm when below, 1: when above"),
-    ("alarm.diskavail.msgalarmwarninginterval", "integer", "24", R, "Hours between two disk alarm mails"),
+    ("alarm.diskavail.msgalarmstatinterval", "integer", "3600", R, "Seconds between disk checks (0 = off)",
+     0, 7 * DAY),
+    ("alarm.diskavail.msgalarmthreshold", "integer", "10", R, "Free disk percent below which the alarm fires",
+     0, 100),
+    ("alarm.diskavail.msgalarmthresholddirection", "direction", "-1", R, "-1: alarm when below, 1: when above"),
+    ("alarm.diskavail.msgalarmwarninginterval", "integer", "24", R, "Hours between two disk alarm mails", 0, 8760),
     ("alarm.serverresponse.msgalarmdescription", "string", "server response time in seconds", R,
      "Description of the response-time alarm"),
-    ("alarm.serverresponse.msgalarmstatinterval", "integer", "600", R, "Seconds between response checks (0 = off)"),
-    ("alarm.serverresponse.msgalarmthreshold", "integer", "10", R, "Response seconds above which the alarm fires"),
-    ("alarm.serverresponse.msgalarmthresholddirection", "integer", "1", R, "-1: alarm when below, 1: when above"),
+    ("alarm.serverresponse.msgalarmstatinterval", "integer", "600", R,
+     "Seconds between response checks (0 = off)", 0, 7 * DAY),
+    ("alarm.serverresponse.msgalarmthreshold", "integer", "10", R, "Response seconds above which the alarm fires",
+     0, 3600),
+    ("alarm.serverresponse.msgalarmthresholddirection", "direction", "1", R, "-1: alarm when below, 1: when above"),
     ("alarm.serverresponse.msgalarmwarninginterval", "integer", "24", R,
-     "Hours between two response-time alarm mails"),
+     "Hours between two response-time alarm mails", 0, 8760),
 )
 
 PARAMETERS: tuple[Parameter, ...] = tuple(Parameter(*row) for row in _ROWS)
@@ -171,10 +201,16 @@ def suggest(name: str) -> str | None:
 
 
 def parse(param: Parameter, text: str):
-    """Typed value of TEXT for PARAM; ValueError when it does not parse."""
+    """Typed value of TEXT for PARAM; ValueError when it does not parse or lies outside the row's
+    range. Every reader goes through here (ConfigStore.value), so a hand-written out-of-range
+    value falls back to the default instead of reaching a server."""
     from msgsrv.config.types import convert
 
-    return convert(param.type, text)
+    value = convert(param.type, text)
+    if (param.lo is not None and value < param.lo) or (param.hi is not None and value > param.hi):
+        n = _num(value)
+        raise ValueError(f"{n if len(n) <= 30 else n[:30] + '...'} is out of range ({param.range_text})")
+    return value
 
 
 TYPE_NAMES = {
@@ -182,6 +218,15 @@ TYPE_NAMES = {
     "integer": "an integer",
     "boolean": "a boolean (yes/no, on/off, 1/0)",
     "port": "a port number (1-65535)",
+    "port_or_off": "a port number (1-65535), or 0 for off",
     "duration": "a number of seconds",
+    "direction": "-1 (alarm below the threshold) or 1 (above)",
+    "host": "an IP address or a host name",
     "schedule": "a schedule (5 crontab fields and a command, or seconds and a command)",
+    "probe_schedule": "a schedule (5 crontab fields and a command, or seconds and an optional command)",
 }
+
+
+def describe(param: Parameter) -> str:
+    """The type and range of PARAM in a few words, for `configutil -H -m`: `integer 1-64`."""
+    return f"{param.type} {param.range_text}" if param.range_text else param.type

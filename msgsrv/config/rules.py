@@ -31,7 +31,16 @@ def check_value(name: str, text: str) -> None:
     try:
         catalogue.parse(p, text)
     except ValueError as e:
-        raise ValueError(f"invalid value '{text}' for {name}: {e}") from None
+        raise ValueError(f"invalid value '{shown(text)}' for {name}: {e}") from None
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """TEXT for a one-line message: unprintable characters escaped as listings write them, a
+    long value cut short."""
+    from msgsrv.config.listing import escape
+
+    out = "".join(escape(ch) if not ch.isprintable() else ch for ch in text)
+    return out if len(out) <= limit else out[:limit] + "..."
 
 
 def _effective(overrides: dict[str, str], name: str) -> str | None:
@@ -44,7 +53,6 @@ def _effective(overrides: dict[str, str], name: str) -> str | None:
 def check_cross_field(overrides: dict[str, str]) -> None:
     """SPEC §3: local.autorestart.timeout must be at least the longest gap between two msprobe runs."""
     from msgsrv.config.types import to_boolean, to_duration
-    from msgsrv.sched.cron import parse
 
     try:
         enabled = to_boolean(_effective(overrides, SCHEDULE_ENABLE) or "yes")
@@ -52,13 +60,13 @@ def check_cross_field(overrides: dict[str, str]) -> None:
         timeout = to_duration(_effective(overrides, TIMEOUT) or "600")
         if not enabled or not sched_text.strip():
             return
-        gap = parse(sched_text).longest_gap()
+        gap = catalogue.parse(catalogue.EXACT[SCHEDULE], sched_text).longest_gap()
     except ValueError:
         return  # a bad value is reported by check_value, not here
     if timeout < gap:
         raise ValueError(
             f"{TIMEOUT} ({_fmt(timeout)} s) must be at least the longest gap between two msprobe runs "
-            f"({_fmt(gap)} s from {SCHEDULE} = \"{sched_text}\")")
+            f"({_fmt(gap)} s from {SCHEDULE} = \"{shown(sched_text, 200)}\")")
 
 
 def _fmt(n: float) -> str:

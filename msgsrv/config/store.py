@@ -12,6 +12,7 @@ tick (a stat identity of mtime/size/inode can miss those on coarse-timestamp fil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -62,6 +63,29 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+def reason(e: OSError, path: Path | None = None) -> str:
+    """`read-only file system`, `permission denied`, `/srv/msgsrv is not a directory`: the
+    errno text as an admin says it."""
+    if path is not None and isinstance(e, (NotADirectoryError, FileExistsError)):
+        for p in Path(path).parents:
+            if p.exists() and not p.is_dir():
+                return f"{p} is not a directory"
+    return (e.strerror or str(e)).lower()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # EPERM: someone else's live process
+    return True
+
+
+INTEGER_TYPES = ("integer", "port", "port_or_off", "direction")
+
+
 class ConfigStore:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -78,7 +102,7 @@ class ConfigStore:
             self._text = None
             return tomlkit.document()
         except OSError as e:
-            raise StoreError(f"unable to read {self.path}: {e.strerror}") from None
+            raise StoreError(f"unable to read {self.path}: {reason(e, self.path)}") from None
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
@@ -106,12 +130,29 @@ class ConfigStore:
         return out
 
     def overrides(self) -> dict[str, str]:
-        """Every stored override as name -> text."""
+        """Every stored override as name -> text.
+
+        When the derived cache was made from the file's current text, its values are used and
+        tomlkit is not even imported: the watcher and imsched read the store on every operation
+        and every probe pass, and a parse costs milliseconds of CPU each time."""
         if self._overrides is None:
+            data = self._read_bytes()
+            values = _load_cache(self.path, data) if data is not None else None
+            if values is not None and all(isinstance(v, str) for v in values.values()):
+                self._text, self._overrides = data.decode("utf-8"), values
+                return self._overrides
             self._overrides = self._flatten(self._read_doc())
-            if self._text is not None and _load_cache(self.path, self._text.encode("utf-8")) is None:
-                self._write_cache_quietly()  # readers that poll the store don't rewrite a current cache
+            if self._text is not None:
+                self._write_cache_quietly()
         return self._overrides
+
+    def _read_bytes(self) -> bytes | None:
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StoreError(f"unable to read {self.path}: {reason(e, self.path)}") from None
 
     def get_text(self, name: str) -> str | None:
         return self.overrides().get(name)
@@ -160,56 +201,69 @@ class ConfigStore:
         """Apply SETS (name -> text) and DELETES (names) in one locked, atomic write.
 
         VALIDATE gets the overrides as they would be afterwards and raises to refuse the change;
-        nothing is written then.
+        nothing is written then. A store that is a symbolic link is written through: the link's
+        target is replaced atomically and the link stays. StoreError (one line, in the admin's
+        words) when the file cannot be written.
         """
-        import tomlkit
-
         sets = dict(sets or {})
         deletes = list(deletes)
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with locked(lock_path(self.path)):
-            self._remove_leftovers()
-            doc = self._read_doc()
-            after = self._flatten(doc)
-            for n in deletes:
-                after.pop(n, None)
-            after.update(sets)
-            if validate is not None:
-                validate(after)
-            for n in deletes:
-                for table, key in _locate(doc, n):
-                    del table[key]
-            for n, text in sets.items():
-                where = _locate(doc, n)
-                for table, key in where[1:]:  # a hand-written duplicate would shadow the new value
-                    del table[key]
-                table, key = where[0] if where else (doc, n)
-                table[key] = self._toml_value(n, text)
-            text = tomlkit.dumps(doc)
-            write_atomic(self.path, text)
-            self._text = text
-            self._overrides = self._flatten(doc)
-            self._write_cache_quietly()
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with locked(lock_path(self.path)):
+                self._update_locked(sets, deletes, validate)
+        except OSError as e:
+            raise StoreError(f"cannot write {self.path}: {reason(e, self.path)}") from None
+
+    def _update_locked(self, sets: dict[str, str], deletes: list[str], validate) -> None:
+        import tomlkit
+
+        self._remove_leftovers()
+        doc = self._read_doc()
+        after = self._flatten(doc)
+        for n in deletes:
+            after.pop(n, None)
+        after.update(sets)
+        if validate is not None:
+            validate(after)
+        for n in deletes:
+            for table, key in _locate(doc, n):
+                del table[key]
+        for n, text in sets.items():
+            where = _locate(doc, n)
+            for table, key in where[1:]:  # a hand-written duplicate would shadow the new value
+                del table[key]
+            table, key = where[0] if where else (doc, n)
+            table[key] = self._toml_value(n, text)
+        text = tomlkit.dumps(doc)
+        write_atomic(self.path, text, follow_symlinks=True)
+        self._text = text
+        self._overrides = self._flatten(doc)
+        self._write_cache_quietly()
 
     def _remove_leftovers(self) -> None:
-        """Temp files of writers killed mid-write (we hold the lock: no writer is running)."""
-        prefix = f".{self.path.name}."
-        try:
-            names = os.listdir(self.path.parent)
-        except OSError:
-            return
-        for name in names:
-            if name.startswith(prefix) and name.endswith(".tmp") and name[len(prefix):-4].isdigit():
-                try:
-                    os.unlink(self.path.parent / name)
-                except OSError:
-                    pass
+        """Temp files of writers killed mid-write: `.msg.toml.PID.tmp` (next to the store, or to
+        its target when it is a link) and `..msg.toml.cache.PID.tmp`. We hold the lock, so no
+        store writer runs; a reader that is rebuilding the cache may, so only temporaries whose
+        PID is gone are removed."""
+        target = Path(os.path.realpath(self.path))
+        for directory, name in {(self.path.parent, self.path.name), (target.parent, target.name),
+                                (self.path.parent, cache_path(self.path).name)}:
+            prefix = f".{name}."
+            try:
+                names = os.listdir(directory)
+            except OSError:
+                continue
+            for entry in names:
+                pid = entry[len(prefix):-4]
+                if entry.startswith(prefix) and entry.endswith(".tmp") and pid.isdigit() and not _alive(int(pid)):
+                    with contextlib.suppress(OSError):
+                        os.unlink(directory / entry)
 
     @staticmethod
     def _toml_value(name: str, text: str):
         """Integers and ports are stored as TOML integers, everything else as the text given."""
         p = catalogue.lookup(name)
-        if p is not None and p.type in ("integer", "port"):
+        if p is not None and p.type in INTEGER_TYPES:
             try:
                 return int(text.strip(), 10)
             except ValueError:

@@ -432,4 +432,3 @@ class Console:
 
     async def act_probe(self, request: web.Request) -> web.Response:
         return await self._act(request, "probe", "msprobe", self.backend.probe)
-

@@ -18,6 +18,10 @@
 An alarm (alarm id + instance) is mailed at most once per `alarm.<id>.msgalarmwarninginterval`
 hours; the times it was over threshold are counted in data/alarms.json either way. Sending goes
 through smtplib to `alarm.msgalarmnoticehost:port`; a failed send is logged, never raised.
+
+With the defaults the mail goes to the suite's own SMTP server (127.0.0.1, `service.smtp.port`)
+for postmaster@localhost, which the dispatcher always accepts, so an alarm is delivered on a
+fresh machine; `msprobe --test-alarm` sends one to check the path.
 """
 
 from __future__ import annotations
@@ -147,6 +151,48 @@ def send(host: str, port: int, sender: str, rcpt: str, headers: dict[str, str], 
         s.send_message(msg, from_addr=sender, to_addrs=[rcpt])
 
 
+@dataclass(frozen=True)
+class Notice:
+    """Where alarm mail goes (reference §4.3 parameters, with this suite's defaults)."""
+
+    host: str
+    port: int
+    sender: str
+    rcpt: str
+    template: str
+
+    @classmethod
+    def from_store(cls, store) -> Notice:
+        port = store.get_int("alarm.msgalarmnoticeport", 0) or store.get_int("service.smtp.port", 10025)
+        return cls(store.get_str("alarm.msgalarmnoticehost", "") or "127.0.0.1", port,
+                   store.get_str("alarm.msgalarmnoticesender", "") or "postmaster@localhost",
+                   store.get_str("alarm.msgalarmnoticercpt", "") or "postmaster@localhost",
+                   store.get_str("alarm.msgalarmnoticetemplate", ""))
+
+
+def mail(root, notice: Notice, alarm: Alarm, times_over: int) -> str | None:
+    """Send ALARM as NOTICE says; None when sent, else why not (one line)."""
+    headers, body = render(alarm, notice.sender, notice.rcpt, str(root.base), times_over, notice.template)
+    try:
+        send(notice.host, notice.port, notice.sender, notice.rcpt, headers, body)
+    except (OSError, smtplib.SMTPException) as e:
+        reason = (e.strerror or str(e)).lower() if isinstance(e, OSError) and not isinstance(
+            e, smtplib.SMTPException) else _smtp_reason(e)
+        return f"unable to send alarm mail to {notice.host}:{notice.port}: {reason or type(e).__name__}"
+    return None
+
+
+def _smtp_reason(e: Exception) -> str:
+    """`550 5.1.1 <x@y>: no such user here` rather than a Python tuple."""
+    if isinstance(e, smtplib.SMTPRecipientsRefused) and e.recipients:
+        code, text = next(iter(e.recipients.values()))
+        return f"{code} {text.decode('utf-8', 'replace') if isinstance(text, bytes) else text}"
+    if isinstance(e, smtplib.SMTPResponseException):
+        msg = e.smtp_error.decode("utf-8", "replace") if isinstance(e.smtp_error, bytes) else str(e.smtp_error)
+        return f"{e.smtp_code} {msg}"
+    return str(e)
+
+
 def raise_alarm(root, store, alarm: Alarm, now: float) -> str:
     """Count the alarm, mail it unless rate-limited; returns what happened (for the default log)."""
     state = AlarmState(root.data_dir / "alarms.json")
@@ -154,16 +200,17 @@ def raise_alarm(root, store, alarm: Alarm, now: float) -> str:
     hours = store.get_float(f"alarm.{alarm.alarmid}.msgalarmwarninginterval", 24.0)
     if not due(last_sent, now, hours):
         return "not mailed (warning interval)"
-    sender = store.get_str("alarm.msgalarmnoticesender", "Postmaster@localhost")
-    rcpt = store.get_str("alarm.msgalarmnoticercpt", "Postmaster@localhost")
-    host = store.get_str("alarm.msgalarmnoticehost", "localhost") or "localhost"
-    port = store.get_int("alarm.msgalarmnoticeport", 25)
-    headers, body = render(alarm, sender, rcpt, str(root.base), times_over,
-                           store.get_str("alarm.msgalarmnoticetemplate", ""))
-    try:
-        send(host, port, sender, rcpt, headers, body)
-    except (OSError, smtplib.SMTPException) as e:
-        reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
-        return f"unable to send alarm mail to {host}:{port}: {reason}"
+    notice = Notice.from_store(store)
+    failed = mail(root, notice, alarm, times_over)
+    if failed:
+        return failed
     state.update(alarm.key, sent=True, now=now)
-    return f"alarm mail sent to {rcpt}"
+    return f"alarm mail sent to {notice.rcpt}"
+
+
+def send_test_alarm(root, store, now: float) -> tuple[Notice, str | None]:
+    """`msprobe --test-alarm`: one alarm mail now, outside the rate limit and the counts.
+    (notice, None) when it was sent, else (notice, why not)."""
+    notice = Notice.from_store(store)
+    alarm = Alarm("test", "msprobe", "test alarm sent by msprobe --test-alarm", 1.0, 0.0, 1, 1.0, 1.0, 0, now)
+    return notice, mail(root, notice, alarm, 1)

@@ -6,7 +6,8 @@ SQLite at root.history_db, one table:
 
 `series` is a probe service name (`imap`) or a disk (`disk:store`, `disk:queue`, value = percent
 free). Rows older than `local.probe.history.days` are deleted on every write, so the file stays
-bounded. The statistics and the sparkline are pure functions over plain lists.
+bounded; the index on `ts` keeps that delete a range lookup, not a scan of every row (imsched
+may record a pass every second: a million rows a day). The statistics and the sparkline are pure functions over plain lists.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (ts REAL NOT NULL, series TEXT NOT NULL, value REAL NOT NULL,
                                     ok INTEGER NOT NULL DEFAULT 1);
 CREATE INDEX IF NOT EXISTS samples_series_ts ON samples (series, ts);
+CREATE INDEX IF NOT EXISTS samples_ts ON samples (ts);
 """
 
 

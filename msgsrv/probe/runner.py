@@ -156,10 +156,12 @@ async def run_pass(root: ServerRoot, services: list[str] | None = None,
         on_verdicts(report.outcomes)
 
     await _restart(root, store, report, log)
+    # statvfs and sqlite can block (a hung NFS queue dir, a locked counter DB): off the loop, so a
+    # pass run inside imsched (issue 14) never stalls imsched's own health port
     if services is None:
-        report.disks = _check_disks(root, store, log)
+        report.disks = await asyncio.to_thread(_check_disks, root, store, log)
     now = time.time()
-    hist = _record(root, store, report, log, now)
+    hist = await asyncio.to_thread(_record, root, store, report, log, now)
     await asyncio.to_thread(_alarms, root, store, report, log, hist, now)
     return report
 

@@ -47,6 +47,8 @@ class Schedule:
 
 
 _CRON_CHARS = set("0123456789*,-/")
+MIN_EVERY, MAX_EVERY = 0.1, 366 * 86400  # a seconds schedule: no busy loop, at least yearly
+PROBE_COMMAND = ("lib/msprobe",)  # what `local.schedule.msprobe = 600` runs
 
 
 def _looks_cron(words: list[str]) -> bool:
@@ -54,8 +56,10 @@ def _looks_cron(words: list[str]) -> bool:
     return len(words) >= 5 and all(w and set(w) <= _CRON_CHARS for w in words[1:5])
 
 
-def parse(text: str) -> Schedule:
-    """Parse a schedule; ValueError with a one-line reason when it is neither form."""
+def parse(text: str, default_command: tuple[str, ...] | None = None) -> Schedule:
+    """Parse a schedule; ValueError with a one-line reason when it is neither form.
+
+    With DEFAULT_COMMAND, a bare number of seconds runs that command (`600` = every 600 s)."""
     try:
         words = shlex.split(text)
     except ValueError as e:
@@ -64,16 +68,19 @@ def parse(text: str) -> Schedule:
         raise ValueError("expected a schedule: 5 crontab fields and a command, or seconds and a command")
     every = None
     if not _looks_cron(words):
-        try:
-            every = float(words[0])
-        except ValueError:
-            every = None
+        w = words[0]
+        body = w[1:] if w[:1] in "+-" else w
+        every = float(w) if body and set(body) <= set("0123456789.") and body.count(".") <= 1 and body != "." \
+            else None
     if every is not None:
-        if every <= 0 or every != every or every == float("inf"):
+        if every <= 0:
             raise ValueError("a schedule in seconds must be a positive number")
-        if len(words) < 2:
+        if not MIN_EVERY <= every <= MAX_EVERY:
+            raise ValueError(f"a schedule in seconds must be from {MIN_EVERY:g} to {MAX_EVERY} seconds")
+        command = tuple(words[1:]) or default_command
+        if not command:
             raise ValueError("a schedule needs a command after the seconds")
-        return Schedule(text, tuple(words[1:]), every=int(every) if every == int(every) else every)
+        return Schedule(text, command, every=int(every) if every == int(every) else every)
     fields = words
     if len(fields) < 6:
         raise ValueError("expected 5 crontab fields and a command (min hour dom month dow command), "

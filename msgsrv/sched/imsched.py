@@ -6,17 +6,19 @@
 
 A relative command naming one of the suite's programs (`lib/msprobe`) runs that program with
 this interpreter; another relative path is taken under the server root. Each run and its exit
-status go to the default log. SIGHUP reloads the schedule; SIGTERM/SIGINT stop the loop (running
-tasks are terminated). A task still running when its next time comes is not started again.
+status go to the default log. SIGTERM/SIGINT stop the loop (running tasks are terminated). A task
+still running when its next time comes is not started again, and that is logged.
 
-The loop never polls: it sleeps until the earliest next run, a reload, or a stop. A health
-listener on `local.sched.port` speaks the suite's health line protocol (services/base.py
-HealthSession), so msprobe probes the scheduler like any other server:
+**msprobe in-process** (issue 14). A task whose command is the suite's msprobe doing a plain pass
+(`lib/msprobe [-q] [--json] [SERVICE...]`) is not spawned: the loop awaits probe.runner.run_pass,
+the very code `msprobe` runs, so the response-time lines, the history, the alarms and the
+RESTART requests are the same; only the interpreter start (≈ 100 ms of CPU) is saved. Any other
+command, including msprobe with other options or named by an absolute path, is spawned.
 
-    S: * OK imsched ready
-    C: PING      S: +OK PONG
-    C: STATUS    S: +OK imsched pid=<pid> tasks=<n> running=<n>
-    C: QUIT      S: +OK bye
+**Reloading.** SIGHUP (`refresh sched`) reloads the schedule at once; besides, the loop wakes at
+least every CONFIG_CHECK seconds and reloads when config/msg.toml changed (one stat of the file
+and of the link to it). Otherwise it sleeps until the earliest next run, a reload or a stop. The
+health listener is in sched/health.py.
 """
 
 from __future__ import annotations
@@ -33,16 +35,17 @@ from pathlib import Path
 from msgsrv import logfmt
 from msgsrv.config import catalogue
 from msgsrv.config.types import to_boolean
-from msgsrv.errors import OperationFailed
 from msgsrv.paths import ServerRoot
-from msgsrv.sched.cron import Schedule, parse
+from msgsrv.sched.cron import Schedule
+from msgsrv.sched.health import start_health
 
 SOURCE = "imsched"
 PREFIX = "local.schedule."
 STOP_GRACE = 1.0  # seconds a running task gets after SIGTERM before SIGKILL
-IDLE_TIMEOUT = 30.0  # health connections
+CONFIG_CHECK = 1.0  # seconds between two looks at config/msg.toml
 SHELL_WORDS = {">", ">>", "<", "|", "||", "&&", ";", "&", "2>", "2>&1"}
 # Programs of the suite that a relative command may name (lib/msprobe, sbin/mboxutil, ...).
+TASK_ROW = catalogue.lookup(PREFIX + "task")
 SUITE_PROGRAMS = {"msprobe": "msprobe", "mboxutil": "mboxutil", "configutil": "configutil",
                   "start-msg": "start_msg", "stop-msg": "stop_msg"}
 
@@ -76,8 +79,9 @@ def load_tasks(overrides: dict[str, str]) -> tuple[list[Task], list[str]]:
         text = entries[name]
         if not text.strip():
             continue
+        row = catalogue.EXACT.get(PREFIX + name, TASK_ROW)  # local.schedule.msprobe = 600: 600 lib/msprobe
         try:
-            tasks.append(Task(name, parse(text)))
+            tasks.append(Task(name, catalogue.parse(row, text)))
         except ValueError as e:
             problems.append(f"{PREFIX}{name}: {e}")
     return tasks, problems
@@ -99,6 +103,41 @@ def resolve_command(command: tuple[str, ...], base: Path, python: str = sys.exec
     return head + rest
 
 
+# msprobe's options that leave its pass unchanged (they only shape its own output; cli/msprobe.py)
+PROBE_OUTPUT_OPTIONS = ("-q", "--quiet", "--json")
+
+
+def in_process_pass(command: tuple[str, ...]) -> list[str] | None:
+    """The services (empty: all) when COMMAND is the suite's msprobe doing a plain probe pass,
+    run in-process; None when the command must be spawned."""
+    from msgsrv.components import PROBE_TARGETS
+
+    first, args = command[0], command[1:]
+    if os.path.basename(first) != "msprobe" or os.path.isabs(first):
+        return None
+    services = []
+    for a in args:
+        if a in PROBE_OUTPUT_OPTIONS:
+            continue
+        if a not in PROBE_TARGETS:
+            return None  # --history, --test-alarm, shell words, a typo: msprobe itself decides
+        services.append(a)
+    return list(dict.fromkeys(services))
+
+
+def config_identity(path: Path) -> tuple:
+    """What changes when config/msg.toml changes: the link and the file it names (inode, size,
+    mtime). A write by configutil always renames a new file in."""
+    out = []
+    for st in (os.lstat, os.stat):
+        try:
+            r = st(path)
+            out.append((r.st_dev, r.st_ino, r.st_size, r.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
 def next_time(schedule: Schedule, now: datetime, previous: datetime | None = None) -> datetime:
     """The next run after NOW. A seconds schedule keeps its beat (previous + every) unless it fell
     behind; a crontab schedule asks croniter."""
@@ -114,12 +153,13 @@ class Scheduler:
         self.root = root
         self.tasks: dict[str, Task] = {}
         self.due: dict[str, datetime] = {}
-        self.running: dict[str, asyncio.subprocess.Process] = {}
+        self.running: dict[str, asyncio.subprocess.Process | asyncio.Task] = {}
         self.runs: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._reload = True
         self._stopping = False
         self._children: set[asyncio.Task] = set()
+        self._config_id: tuple | None = None
 
     def log(self, severity: str, text: str) -> None:
         try:
@@ -139,6 +179,7 @@ class Scheduler:
     def load(self, now: datetime) -> None:
         from msgsrv.config.store import ConfigStore, StoreError
 
+        self._config_id = config_identity(self.root.config_file)  # before reading: a later change is seen
         try:
             overrides = ConfigStore(self.root.config_file).overrides()
         except StoreError as e:
@@ -160,9 +201,13 @@ class Scheduler:
         self.log("Info", f"schedule loaded: {listing}")
 
     async def run(self) -> None:
-        """Sleep until the next due time, a reload or a stop; start what is due."""
+        """Sleep until the next due time, a reload, a stop or the next look at the config file;
+        start what is due."""
         while not self._stopping:
             now = datetime.now().astimezone()
+            if not self._reload and config_identity(self.root.config_file) != self._config_id:
+                self._reload = True
+                self.log("Info", "configuration changed; reloading the schedule")
             if self._reload:
                 self._reload = False
                 self.load(now)
@@ -173,7 +218,9 @@ class Scheduler:
             self._wake.clear()
             if self._stopping or self._reload:
                 continue
-            timeout = None if deadline is None else max(0.0, (deadline - datetime.now().astimezone()).total_seconds())
+            timeout = CONFIG_CHECK
+            if deadline is not None:
+                timeout = min(timeout, max(0.0, (deadline - datetime.now().astimezone()).total_seconds()))
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
@@ -185,9 +232,35 @@ class Scheduler:
         if task.name in self.running:
             self.log("Warning", f"task {task.name} is still running; not started again")
             return
-        t = asyncio.get_running_loop().create_task(self._run_task(task))
+        services = in_process_pass(task.schedule.command)
+        work = self._run_task(task) if services is None else self._run_pass(task, services)
+        t = asyncio.get_running_loop().create_task(work)
         self._children.add(t)
         t.add_done_callback(self._children.discard)
+
+    async def _run_pass(self, task: Task, services: list[str]) -> None:
+        """One msprobe pass in this process: what `msprobe SERVICES` does, without its start-up."""
+        from msgsrv.probe.runner import run_pass
+
+        command = shlex.join(task.schedule.command)
+        self.running[task.name] = asyncio.current_task()
+        self.log("Info", f"task {task.name} started: {command} (in-process)")
+        try:
+            report = await run_pass(self.root, services or None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the pass's own failure must not take the scheduler down
+            self.log("Warning", f"task {task.name} (in-process) failed: {type(e).__name__}: {e}")
+            return
+        finally:
+            del self.running[task.name]
+        self.runs[task.name] = self.runs.get(task.name, 0) + 1
+        rc = 0 if report.healthy else 1
+        text = f"task {task.name} (in-process) exited with status {rc}"
+        quiet = any(a in ("-q", "--quiet") for a in task.schedule.command[1:])
+        if rc != 0 and not quiet and report.errors:  # what msprobe would have printed on stderr
+            text += ": " + " | ".join(f"msprobe: {e}" for e in report.errors[-3:])
+        self.log("Info" if rc == 0 else "Warning", text)
 
     async def _run_task(self, task: Task) -> None:
         argv = resolve_command(task.schedule.command, self.root.base)
@@ -217,7 +290,10 @@ class Scheduler:
         self.log("Info" if rc == 0 else "Warning", text)
 
     async def _terminate_running(self) -> None:
-        procs = list(self.running.values())
+        procs = [p for p in self.running.values() if not isinstance(p, asyncio.Task)]
+        for t in self.running.values():
+            if isinstance(t, asyncio.Task):
+                t.cancel()  # an in-process pass: its probes stop at once
         for p in procs:
             try:
                 os.killpg(p.pid, signal.SIGTERM)
@@ -233,56 +309,6 @@ class Scheduler:
                         pass
             if pending:
                 await asyncio.wait(pending, timeout=STOP_GRACE)
-
-
-# -- the health listener ------------------------------------------------------------------------------
-GREETING = b"* OK imsched ready\r\n"
-
-
-async def _health(switch, sched: Scheduler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    from msgsrv.services.fault import CRASH_STATUS
-
-    try:
-        fault = switch.current()  # data/run/fault.sched: hang | slow N | crash
-        if fault is not None and fault.mode == "crash":
-            os._exit(CRASH_STATUS)
-        if fault is not None and fault.mode == "hang":
-            await reader.read()  # keep the connection, never answer
-            return
-        if fault is not None and fault.mode == "slow":
-            await asyncio.sleep(fault.seconds)
-        writer.write(GREETING)
-        while True:
-            raw = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT)
-            if not raw:
-                break
-            verb = raw.decode("utf-8", "replace").strip().upper()
-            if verb == "PING":
-                writer.write(b"+OK PONG\r\n")
-            elif verb == "STATUS":
-                writer.write(f"+OK imsched pid={os.getpid()} tasks={len(sched.tasks)} "
-                             f"running={len(sched.running)}\r\n".encode())
-            elif verb == "QUIT":
-                writer.write(b"+OK bye\r\n")
-                break
-            else:
-                writer.write(b"-ERR unknown command\r\n")
-            await writer.drain()
-    except (OSError, TimeoutError, asyncio.IncompleteReadError):
-        pass
-    finally:
-        writer.close()
-
-
-async def start_health(root: ServerRoot, sched: Scheduler, port: int) -> asyncio.Server:
-    from msgsrv.services.fault import FaultSwitch
-
-    switch = FaultSwitch(root.fault_file("sched"))
-    try:
-        return await asyncio.start_server(lambda r, w: _health(switch, sched, r, w), "127.0.0.1", port,
-                                          reuse_address=True)
-    except OSError as e:
-        raise OperationFailed(f"unable to listen on 127.0.0.1:{port}: {(e.strerror or str(e)).lower()}") from None
 
 
 async def serve(root: ServerRoot, port: int | None = None) -> int:

@@ -136,6 +136,7 @@ class PopSession(LineSession):
     async def cmd_LIST(self, tag, rest: str, uidl: bool = False) -> None:
         if not self.transaction():
             return
+
         def value(m):
             return m.uid if uidl else m.size
 

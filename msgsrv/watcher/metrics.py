@@ -238,4 +238,3 @@ async def serve_metrics(sup, port: int) -> MetricsServer:
     except OSError as e:
         sup.alert(LISTEN_FAILED.format(host=HOST, port=port, reason=e.strerror or e))
     return srv
-

@@ -72,7 +72,7 @@ def test_defaults_with_H(cli):
 def test_empty_value_is_stored(cli, store):
     ok(cli("configutil", "-o", "local.defdomain", "-v", ""))
     ok(cli("configutil", "-o", "local.defdomain"), "\n")
-    ok(cli("configutil"), 'local.defdomain = ""\n')
+    ok(cli("configutil", "-O"), 'local.defdomain = ""\n')
     assert tomllib.loads(store.read_text()) == {"local.defdomain": ""}
 
 
@@ -81,7 +81,7 @@ def test_delete_returns_to_the_default(cli, store):
     ok(cli("configutil", "-o", "local.defdomain", "-v", "example.org"))
     ok(cli("configutil", "-d", "-o", "local.autorestart"))
     ok(cli("configutil", "-o", "local.autorestart"))
-    ok(cli("configutil"), "local.defdomain = example.org\n")
+    ok(cli("configutil", "-O"), "local.defdomain = example.org\n")
     before = store.read_bytes()
     ok(cli("configutil", "-o", "local.autorestart", "-d"))  # not set: nothing to do, nothing written
     assert store.read_bytes() == before
@@ -97,10 +97,12 @@ def test_values_with_spaces_and_schedules(cli):
 
 def test_other_store_file_with_f(cli, store, tmp_path):
     other = tmp_path / "elsewhere" / "site.toml"
+    other.parent.mkdir()
     ok(cli("configutil", "-f", str(other), "-o", "local.defdomain", "-v", "other.org"))
     ok(cli("configutil", "-f", str(other), "-o", "local.defdomain"), "other.org\n")
     ok(cli("configutil", "-o", "local.defdomain", "-f", str(other)), "other.org\n")
-    ok(cli("configutil", "-f", str(other)), "local.defdomain = other.org\n")
+    ok(cli("configutil", "-f", str(other), "-O"), "local.defdomain = other.org\n")
+    ok(cli("configutil", "-f", str(other), "-p", "local.defdomain"), "local.defdomain = other.org\n")
     ok(cli("configutil", "-o", "local.defdomain"))
     assert not store.exists()
 
@@ -121,7 +123,7 @@ def listed(cli, tmp_path):
 
 
 def test_list_sorted_and_quoted(cli, listed):
-    ok(cli("configutil"), (
+    ok(cli("configutil", "-O"), (
         "local.autorestart = yes\n"
         'local.defdomain = ""\n'
         'local.queuedir = "/var/my queue"\n'
@@ -131,24 +133,34 @@ def test_list_sorted_and_quoted(cli, listed):
 
 
 def test_list_by_prefix_and_glob(cli, listed):
-    ok(cli("configutil", "-p", "service."), "service.imap.port = 1143\nservice.pop.port = 1110\n")
-    ok(cli("configutil", "-p", "local.auto"), "local.autorestart = yes\n")
-    ok(cli("configutil", "-p", "*.port"), "service.imap.port = 1143\nservice.pop.port = 1110\n")
+    ok(cli("configutil", "-O", "-p", "service."), "service.imap.port = 1143\nservice.pop.port = 1110\n")
+    ok(cli("configutil", "-O", "-p", "local.auto"), "local.autorestart = yes\n")
+    ok(cli("configutil", "-O", "-p", "*.port"), "service.imap.port = 1143\nservice.pop.port = 1110\n")
     ok(cli("configutil", "-p", "local.?ueuedir"), 'local.queuedir = "/var/my queue"\n')
     ok(cli("configutil", "-p", "nothing.matches"))
+    ok(cli("configutil", "-p", "local.auto"),
+       "local.autorestart = yes\nlocal.autorestart.timeout = 600 [DEFAULT]\n")
 
 
 def test_list_with_refreshability(cli, listed):
-    ok(cli("configutil", "-m", "-p", "local.a"), "local.autorestart = yes [REFRESHABLE]\n")
-    ok(cli("configutil", "-p", "service", "-m"),
+    ok(cli("configutil", "-O", "-m", "-p", "local.a"), "local.autorestart = yes [REFRESHABLE]\n")
+    ok(cli("configutil", "-m", "-p", "local.a"),
+       "local.autorestart = yes [REFRESHABLE]\nlocal.autorestart.timeout = 600 [DEFAULT] [REFRESHABLE]\n")
+    ok(cli("configutil", "-p", "service.", "-m", "--overrides"),
        "service.imap.port = 1143 [NOT REFRESHABLE]\nservice.pop.port = 1110 [NOT REFRESHABLE]\n")
 
 
 def test_list_json(cli, listed):
-    r = cli("configutil", "--json", "-p", "service.imap")
+    r = cli("configutil", "--json", "-p", "service.imap.")
     assert (r.returncode, r.stderr) == (0, "")
     assert json.loads(r.stdout) == [
-        {"name": "service.imap.port", "value": "1143", "type": "port", "refreshable": False}]
+        {"name": "service.imap.enable", "value": "yes", "default": True, "type": "boolean", "refreshable": False},
+        {"name": "service.imap.port", "value": "1143", "default": False, "type": "port", "refreshable": False},
+        {"name": "service.imap.sslport", "value": "10993", "default": True, "type": "port", "refreshable": False}]
+    r = cli("configutil", "--json", "-H", "-p", "service.<svc>.numprocesses")
+    assert json.loads(r.stdout) == [
+        {"name": "service.<svc>.numprocesses", "value": "1", "default": True, "type": "integer",
+         "refreshable": False, "min": 1, "max": 64}]
 
 
 def test_H_alone_lists_the_whole_catalogue(cli, listed):
@@ -165,11 +177,16 @@ def test_H_alone_lists_the_whole_catalogue(cli, listed):
 
 def test_H_with_prefix_and_marks(cli):
     ok(cli("configutil", "-H", "-m", "-p", "local.watcher"), (
-        "local.watcher.enable = yes [NOT REFRESHABLE]\n"
-        "local.watcher.httpaddr = 127.0.0.1 [NOT REFRESHABLE]\n"
-        "local.watcher.httpport = 49995 [NOT REFRESHABLE]\n"
-        "local.watcher.metricsport = 0 [NOT REFRESHABLE]\n"
-        "local.watcher.port = 49994 [NOT REFRESHABLE]\n"))
+        "local.watcher.enable = yes [NOT REFRESHABLE] [boolean]\n"
+        "local.watcher.httpaddr = 127.0.0.1 [NOT REFRESHABLE] [host]\n"
+        "local.watcher.httpport = 49995 [NOT REFRESHABLE] [port_or_off]\n"
+        "local.watcher.metricsport = 0 [NOT REFRESHABLE] [port_or_off]\n"
+        "local.watcher.port = 49994 [NOT REFRESHABLE] [port]\n"))
+    ok(cli("configutil", "-H", "-m", "-p", "service.<svc>"),
+       "service.<svc>.numprocesses = 1 [NOT REFRESHABLE] [integer 1-64]\n")
+    ok(cli("configutil", "-H", "-p", "service.readtimeout"), "service.readtimeout = 10\n")
+    ok(cli("configutil", "-H", "-m", "-p", "service.readtimeout"),
+       "service.readtimeout = 10 [REFRESHABLE] [duration 0.1-3600]\n")
 
 
 # -- import ------------------------------------------------------------------------
@@ -178,7 +195,7 @@ def test_import(cli, tmp_path):
     f.write_text("# site settings\n\nlocal.defdomain=example.org\n  service.pop.port = 1110\n"
                  'local.queuedir = "/var/my queue"\nlocal.autorestart=on\n')
     ok(cli("configutil", "-i", str(f)))
-    ok(cli("configutil"), ("local.autorestart = on\nlocal.defdomain = example.org\n"
+    ok(cli("configutil", "-O"), ("local.autorestart = on\nlocal.defdomain = example.org\n"
                            'local.queuedir = "/var/my queue"\nservice.pop.port = 1110\n'))
 
 
@@ -229,21 +246,80 @@ BAD_INPUT = [
     (["-o", "local.autorestart", "-v", "yes", "-d"], "-v and -d cannot be used together"),
     (["-i", "{import}"], f"{{import}}:4: invalid value 'perhaps' for local.autorestart: {BOOLEAN}"),
     (["-i", "{missing}"], "unable to read {missing}: No such file or directory"),
+    # issue 11: values that passed configutil and then broke the suite
+    (["-o", "local.watcher.metricsport", "-v", "70000"],
+     "invalid value '70000' for local.watcher.metricsport: port 70000 is out of range (1-65535, or 0 for off)"),
+    (["-o", "local.watcher.metricsport", "-v", "-1"],
+     "invalid value '-1' for local.watcher.metricsport: port -1 is out of range (1-65535, or 0 for off)"),
+    (["-o", "service.pop.numprocesses", "-v", "99999999999999999999999999"],
+     "invalid value '99999999999999999999999999' for service.pop.numprocesses: "
+     "99999999999999999999999999 is out of range (1-64)"),
+    (["-o", "service.imap.numprocesses", "-v", "0"],
+     "invalid value '0' for service.imap.numprocesses: 0 is out of range (1-64)"),
+    (["-o", "service.readtimeout", "-v", "0"], "invalid value '0' for service.readtimeout: 0 is out of range (0.1-3600)"),
+    (["-o", "local.probe.imap.timeout", "-v", "1e3"],
+     "invalid value '1e3' for local.probe.imap.timeout: expected a number of seconds"),
+    (["-o", "local.imap.stoptimeout", "-v", "86400"],
+     "invalid value '86400' for local.imap.stoptimeout: 86400 is out of range (0.01-3600)"),
+    (["-o", "local.probe.history.days", "-v", "1_000"],
+     "invalid value '1_000' for local.probe.history.days: expected an integer"),
+    (["-o", "alarm.diskavail.msgalarmthresholddirection", "-v", "0"],
+     "invalid value '0' for alarm.diskavail.msgalarmthresholddirection: "
+     "expected -1 (alarm below the threshold) or 1 (above)"),
+    (["-o", "service.listenaddr", "-v", "my host"],
+     "invalid value 'my host' for service.listenaddr: expected an IP address or a host name"),
+    (["-o", "local.schedule.backup", "-v", "600"],
+     "invalid value '600' for local.schedule.backup: a schedule needs a command after the seconds"),
+    (["-o", "local.schedule.msprobe", "-v", "0.01"],
+     "invalid value '0.01' for local.schedule.msprobe: a schedule in seconds must be from 0.1 to 31622400 seconds"),
+    (["-o", "local.defdomain", "-v", "two\nlines"],
+     "invalid value 'two\\nlines' for local.defdomain: expected an IP address or a host name"),
+    (["-i", "{nul}"], "{nul}:1: invalid value 'a\\u0000b' for local.queuedir: a value cannot contain a NUL character"),
+    (["-i", "{unterminated}"], "{unterminated}:2: a quoted value has no closing quote"),
+    (["-i", "{badescape}"], "{badescape}:1: bad escape '\\q' in a quoted value (use \\\\ for a backslash)"),
+    (["-i", "{trailing}"], "{trailing}:1: unexpected text after the quoted value of local.queuedir: 'x'"),
+    (["-f", "{nodir}", "-o", "local.defdomain", "-v", "x.org"],
+     "unable to write {nodir}: no such directory {nodirparent}"),
 ]
+
+
+def bad_input_files(tmp_path) -> dict[str, str]:
+    files = {"import": "local.defdomain=other.org\n\nservice.imap.port = 1143\nlocal.autorestart = perhaps\n",
+             "nul": "local.queuedir = a\x00b\n", "unterminated": 'local.defdomain=x.org\nlocal.queuedir = "/var/q\n',
+             "badescape": 'local.queuedir = "C:\\q"\n', "trailing": 'local.queuedir = "/var/q" x\n'}
+    paths = {}
+    for key, text in files.items():
+        (tmp_path / f"{key}.txt").write_text(text)
+        paths[key] = str(tmp_path / f"{key}.txt")
+    paths["missing"] = str(tmp_path / "missing.txt")
+    paths["nodir"] = str(tmp_path / "no" / "dir" / "x.toml")
+    paths["nodirparent"] = str(tmp_path / "no" / "dir")
+    return paths
 
 
 @pytest.mark.parametrize(("args", "message"), BAD_INPUT,
                          ids=[" ".join(c.values[0] if hasattr(c, "values") else c[0]) for c in BAD_INPUT])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(cli, hand_written, tmp_path, args, message):
-    imp = tmp_path / "import.txt"  # good lines first: -i is all or nothing
-    imp.write_text("local.defdomain=other.org\n\nservice.imap.port = 1143\nlocal.autorestart = perhaps\n")
-    paths = {"import": str(imp), "missing": str(tmp_path / "missing.txt")}
+    paths = bad_input_files(tmp_path)  # good lines first in {import}: -i is all or nothing
     args = [a.format(**paths) for a in args]
     r = cli("configutil", *args)
     assert (r.returncode, r.stdout, r.stderr) == (2, "", f"configutil: {message.format(**paths)}\n")
     assert hand_written.read_text() == HAND_WRITTEN  # byte for byte
     # nothing else either, bar the lock and the cache derived from the unchanged store
     assert {p.name for p in hand_written.parent.iterdir()} <= {"msg.toml", "msg.toml.lock", ".msg.toml.cache"}
+    assert not (tmp_path / "no").exists()
+
+
+def test_bad_input_table_is_in_the_man_page():
+    """man/configutil.8 DIAGNOSTICS lists every row of BAD_INPUT (FILE for the temporary paths)."""
+    from tests.test_docs import PAGE, plain, sections
+
+    text = plain(sections(PAGE)["DIAGNOSTICS"]).replace("\\e", "\\").replace("\\(aq", "'").replace("\\(dq", '"')
+    text = " ".join(text.split())
+    generic = {k: "FILE" for k in ("import", "missing", "nul", "unterminated", "badescape", "trailing", "nodir")}
+    generic["nodirparent"] = "DIR"
+    missing = [m.format(**generic) for _, m in BAD_INPUT if " ".join(m.format(**generic).split()) not in text]
+    assert missing == []
 
 
 # -- -V and broken stores ------------------------------------------------------------------
@@ -254,13 +330,17 @@ def test_V_on_a_good_store(cli, hand_written):
 def test_V_reports_each_bad_parameter(cli, store):
     store.parent.mkdir(parents=True)
     store.write_text('# broken by hand\n"local.autorestart" = "maybe"\n"service.imap.port" = 70000\n'
-                     '"bogus.name" = "x"\n"local.defdomain" = "example.org"\n"local.autorestart.timeout" = 60\n')
+                     '"bogus.name" = "x"\n"local.defdomain" = "example.org"\n"local.autorestart.timeout" = 60\n'
+                     '"service.pop.numprocesses" = 99999\n"local.watcher.metricsport" = 70000\n')
     r = cli("configutil", "-V")
     assert (r.returncode, r.stdout) == (1, "")
     assert r.stderr == (
         "configutil: unknown parameter 'bogus.name'\n"
         f"configutil: invalid value 'maybe' for local.autorestart: {BOOLEAN}\n"
+        "configutil: invalid value '70000' for local.watcher.metricsport: "
+        "port 70000 is out of range (1-65535, or 0 for off)\n"
         "configutil: invalid value '70000' for service.imap.port: port 70000 is out of range (1-65535)\n"
+        "configutil: invalid value '99999' for service.pop.numprocesses: 99999 is out of range (1-64)\n"
         "configutil: local.autorestart.timeout (60 s) must be at least the longest gap between two msprobe runs "
         f'(600 s from local.schedule.msprobe = "{DEFAULT_SCHEDULE}")\n')
 
@@ -280,9 +360,10 @@ def test_unknown_name_already_in_the_store_can_be_read_and_deleted(cli, store):
     store.parent.mkdir(parents=True)
     store.write_text('"local.oldsetting" = "x"\n')
     ok(cli("configutil", "-o", "local.oldsetting"), "x\n")
-    ok(cli("configutil", "-m"), "local.oldsetting = x [NOT REFRESHABLE]\n")
+    ok(cli("configutil", "-O", "-m"), "local.oldsetting = x [NOT REFRESHABLE]\n")
+    ok(cli("configutil", "-p", "local.old"), "local.oldsetting = x\n")
     ok(cli("configutil", "-d", "-o", "local.oldsetting"))
-    ok(cli("configutil"))
+    ok(cli("configutil", "-O"))
 
 
 # -- files ---------------------------------------------------------------------------
@@ -355,7 +436,8 @@ def test_fast_path_does_not_import_click_or_toml(base, store):
     code = ("import sys; from msgsrv.cli.configutil import main; rc = main(['-o', 'local.defdomain']); "
             "heavy = sorted(m for m in ('click', 'rich', 'tomlkit', 'tomllib', 'croniter') if m in sys.modules); "
             "print(heavy)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}  # coverage imports tomllib
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert (r.returncode, r.stdout, r.stderr) == (0, "a.org\n[]\n", "")
 
 
@@ -385,6 +467,21 @@ def test_50_concurrent_writers_lose_nothing(cli, store, base):
     assert (r.returncode, r.stderr, len(r.stdout.splitlines())) == (0, "", 50)
     ok(cli("configutil", "-o", "local.schedule.t37"), "37 lib/task37\n")
     assert [p.name for p in store.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_50_concurrent_fast_path_writers_lose_nothing(cli, store):
+    """The same with names the line edit handles (no schedule, no cross-field rule)."""
+    ok(cli("configutil", "-o", "local.defdomain", "-v", "example.org"))
+    procs = [subprocess.Popen([command_path("configutil"), "-o", f"local.schedule.t{n}.enable", "-v", "no"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(1, 51)]
+    results = [(p.wait(timeout=60), p.stdout.read(), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert results == [(0, "", "")] * 50
+    assert tomllib.loads(store.read_text()) == {"local.defdomain": "example.org",
+                                                **{f"local.schedule.t{n}.enable": "no" for n in range(1, 51)}}
+    assert cached_get(store, "local.schedule.t42.enable") == (True, "no")
 
 
 WRITER = """\
@@ -435,3 +532,264 @@ def test_writer_killed_at_random_moments_never_breaks_the_store(cli, base, store
     ok(cli("configutil", "-o", "local.defdomain"), "final.example.org\n")
     assert [p.name for p in store.parent.iterdir() if p.name.startswith(".msg.toml.") and
             p.name.endswith(".tmp")] == []
+
+
+# -- issue 11: the bare listing shows every parameter's effective value -----------------------
+def test_bare_listing_is_every_parameter_with_defaults_marked(cli, listed):
+    r = cli("configutil")
+    assert (r.returncode, r.stderr) == (0, "")
+    lines = r.stdout.splitlines()
+    assert lines == sorted(lines)
+    names = [ln.split(" = ")[0] for ln in lines]
+    assert len(names) == len(set(names)) and set(names) == set(catalogue.EXACT)  # `listed` sets exact names only
+    assert "local.autorestart = yes" in lines  # set: no mark
+    assert "local.autorestart.timeout = 600 [DEFAULT]" in lines
+    assert 'local.schedule.msprobe = "*/5 * * * * lib/msprobe"' in lines
+    assert 'local.defdomain = ""' in lines  # set to empty: an override, not the default
+    assert "local.watcher.enable = yes [DEFAULT]" in lines
+    assert not any("<" in n for n in names)  # pattern rows are in -H, not here
+
+
+def test_bare_listing_includes_set_pattern_parameters(cli):
+    ok(cli("configutil", "-o", "service.imap.numprocesses", "-v", "4"))
+    ok(cli("configutil", "-p", "service.imap.n"), "service.imap.numprocesses = 4\n")
+
+
+def test_a_listing_imports_back_defaults_skipped(cli, listed, tmp_path, store):
+    full = cli("configutil", "-m").stdout
+    before = cli("configutil", "-O").stdout
+    (tmp_path / "full.txt").write_text(full)
+    other = tmp_path / "other" / "msg.toml"
+    other.parent.mkdir()
+    ok(cli("configutil", "-f", str(other), "-i", str(tmp_path / "full.txt")))
+    ok(cli("configutil", "-f", str(other), "-O"), before)  # only the overrides came over
+    ok(cli("configutil", "-f", str(other), "-m"), full)
+
+
+# -- issue 11: values with newlines and other unprintable characters ---------------------------
+NASTY = 'two\nlines, a "quote", a back\\slash,\ta tab, \x1b[31m, \u2028 and caf\u00e9 \U0001f600'
+
+
+def test_listing_escapes_a_newline_and_import_reads_it_back(cli, tmp_path):
+    ok(cli("configutil", "-o", "alarm.msgalarmnoticetemplate", "-v", NASTY))
+    ok(cli("configutil", "-o", "alarm.msgalarmnoticetemplate"), NASTY + "\n")  # -o: the bare value
+    listing_ = ('alarm.msgalarmnoticetemplate = "two\\nlines, a \\"quote\\", a back\\\\slash,\\ta tab, '
+                '\\u001b[31m, \\u2028 and caf\u00e9 \U0001f600"\n')
+    ok(cli("configutil", "-O"), listing_)
+    (tmp_path / "l.txt").write_text(listing_)
+    ok(cli("configutil", "-d", "-o", "alarm.msgalarmnoticetemplate"))
+    ok(cli("configutil", "-i", str(tmp_path / "l.txt")))
+    ok(cli("configutil", "-o", "alarm.msgalarmnoticetemplate"), NASTY + "\n")
+
+
+def run_in_process(*args: str) -> tuple[int, str, str]:
+    """configutil's main() in this process (the property test runs it hundreds of times)."""
+    import contextlib
+    import io
+
+    from msgsrv.cli.configutil import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(args))
+    return rc, out.getvalue(), err.getvalue()
+
+
+STRING_PARAMETERS = ["local.queuedir", "alarm.msgalarmnoticetemplate", "local.imap.command",
+                     "alarm.diskavail.msgalarmdescription"]
+
+
+def test_any_value_round_trips_exactly_through_list_and_import(tmp_path_factory):
+    """Property (hypothesis): for any text configutil accepts, `configutil -p NAME` printed, then
+    read back with `-i` into an empty store, gives the same value byte for byte."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(name=st.sampled_from(STRING_PARAMETERS),
+           value=st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=40))
+    def round_trip(name, value):
+        d = tmp_path_factory.mktemp("rt")
+        src, dst, listed = d / "a.toml", d / "b.toml", d / "listed.txt"
+        assert run_in_process("-f", str(src), "-o", name, "-v", value) == (0, "", "")
+        rc, text, err = run_in_process("-f", str(src), "-O", "-p", name)
+        assert (rc, err, text.count("\n")) == (0, "", 1)  # one line, whatever the value
+        listed.write_text(text, encoding="utf-8")
+        assert run_in_process("-f", str(dst), "-i", str(listed)) == (0, "", "")
+        assert run_in_process("-f", str(dst), "-o", name) == (0, value + "\n", "")
+        assert run_in_process("-f", str(dst), "-O", "-p", name) == (0, text, "")
+
+    round_trip()
+
+
+def test_control_character_is_stored_and_listed_escaped(cli, store):
+    r = cli("configutil", "-o", "local.queuedir", "-v", "\x01")
+    ok(r)
+    ok(cli("configutil", "-O"), 'local.queuedir = "\\u0001"\n')
+
+
+# -- issue 11: files -------------------------------------------------------------------
+def test_symlinked_store_is_written_through_and_stays_a_link(cli, base, store, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "msg.toml").write_text('# kept in git\n"local.defdomain" = "example.org"\n')
+    store.parent.mkdir(parents=True)
+    store.symlink_to(repo / "msg.toml")
+    ok(cli("configutil", "-o", "local.autorestart", "-v", "yes"))
+    assert store.is_symlink() and store.resolve() == repo / "msg.toml"
+    assert (repo / "msg.toml").read_text() == '# kept in git\n"local.defdomain" = "example.org"\n' \
+                                              '"local.autorestart" = "yes"\n'
+    ok(cli("configutil", "-o", "local.autorestart"), "yes\n")
+    ok(cli("configutil", "-d", "-o", "local.defdomain"))
+    assert store.is_symlink() and tomllib.loads((repo / "msg.toml").read_text()) == {"local.autorestart": "yes"}
+    assert sorted(p.name for p in repo.iterdir()) == ["msg.toml"]
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_next_writer_removes_stale_temporaries_of_dead_writers(cli, store):
+    ok(cli("configutil", "-o", "local.autorestart", "-v", "yes"))
+    stale = [store.parent / f"..msg.toml.cache.{dead_pid()}.tmp", store.parent / f".msg.toml.{dead_pid()}.tmp"]
+    for p in stale:
+        p.write_text("half")
+    ok(cli("configutil", "-o", "local.autorestart"), "yes\n")  # a reader leaves them (it holds no lock)
+    assert all(p.exists() for p in stale)
+    ok(cli("configutil", "-o", "local.defdomain", "-v", "example.org"))
+    assert [p.name for p in store.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_msgsrv_base_that_is_a_file_is_one_line_exit_1(cli, base):
+    base.parent.mkdir(parents=True, exist_ok=True)
+    base.write_text("oops\n")
+    r = cli("configutil", "-o", "local.autorestart", "-v", "yes")
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1, "", f"configutil: cannot create {base}: MSGSRV_BASE {base} is not a directory\n")
+    r = cli("configutil", "-o", "local.autorestart")
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1, "", f"configutil: unable to read {base}/config/msg.toml: {base} is not a directory\n")
+    assert base.read_text() == "oops\n"
+
+
+def in_read_only_mount(directory: Path, *argv: str) -> subprocess.CompletedProcess:
+    """Run ARGV with DIRECTORY bind-mounted read-only in a private mount namespace (a real
+    EROFS); skips where namespaces are not allowed."""
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(directory), *argv],
+                       capture_output=True, text=True)
+    if r.returncode != 0 and ("unshare" in r.stderr or "mount" in r.stderr):
+        pytest.skip(f"no private read-only mount here: {r.stderr.strip()}")
+    return r
+
+
+def test_read_only_config_directory_is_one_line_exit_1(cli, store):
+    ok(cli("configutil", "-o", "local.defdomain", "-v", "example.org"))
+    before = store.read_bytes()
+    r = in_read_only_mount(store.parent, command_path("configutil"), "-o", "local.autorestart", "-v", "yes")
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", f"configutil: cannot write {store}: read-only file system\n")
+    r = in_read_only_mount(store.parent, command_path("configutil"), "-o", "local.defdomain")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "example.org\n", "")  # reading still works
+    assert store.read_bytes() == before
+
+
+# -- issue 11: changing the port of a running watcher ----------------------------------------
+def test_setting_the_watcher_port_while_it_runs_says_when_it_takes_effect(cli, base):
+    from tests.conftest import free_ports
+
+    old, new = free_ports(2)
+    ok(cli("configutil", "-o", "local.watcher.port", "-v", str(old)))
+    ok(cli("configutil", "-o", "local.watcher.port", "-v", str(new)))  # no watcher: nothing to say
+    ok(cli("configutil", "-o", "local.watcher.port", "-v", str(old)))
+    r = cli("start-msg", "watcher")
+    assert r.returncode == 0, r.stderr
+    try:
+        pid = json.loads((base / "data" / "run" / "watcher.pid").read_text())[0]["pid"]
+        r = cli("configutil", "-o", "local.watcher.port", "-v", str(new))
+        assert (r.returncode, r.stdout, r.stderr) == (
+            0, "", f"configutil: the watcher (pid {pid}) keeps listening on port {old}; "
+                   f"the new port {new} takes effect at the next watcher start\n")
+        ok(cli("configutil", "-o", "local.watcher.port", "-v", str(new)))  # unchanged: nothing to say
+        ok(cli("configutil", "-o", "local.defdomain", "-v", "example.org"))
+    finally:  # back to the port it listens on, so that stop-msg finds it on any branch
+        assert cli("configutil", "-o", "local.watcher.port", "-v", str(old)).returncode == 0
+        cli("stop-msg")
+
+
+# -- issue 11: "600 seconds", as the seed says ----------------------------------------------
+def test_msprobe_schedule_of_bare_seconds(cli):
+    ok(cli("configutil", "-o", "local.schedule.msprobe", "-v", "600"))
+    ok(cli("configutil", "-o", "local.schedule.msprobe"), "600\n")
+    ok(cli("configutil", "-V"))
+    r = cli("configutil", "-o", "local.schedule.msprobe", "-v", "601")
+    assert (r.returncode, r.stderr) == (2, "configutil: local.autorestart.timeout (600 s) must be at least the longest "
+                                           'gap between two msprobe runs (601 s from local.schedule.msprobe = "601")\n')
+    r = cli("imsched", "--list")
+    assert r.returncode == 0 and r.stdout.split("\t")[0] == "msprobe" and r.stdout.rstrip().endswith("\t600")
+
+
+# -- issue 11: any value configutil accepts lets start-msg start the watcher ------------------------
+ODD_TEXT = "line one\nline two \u00e9\u2028 \"quoted\" \\ back"
+INSTANCE = {"<svc>": "imap", "<component>": "store", "<task>": "backup"}
+
+
+def extreme_settings(which: str, ports: list[int]) -> dict[str, str]:
+    """Every catalogue parameter (patterns instantiated once) at an accepted extreme: numbers at the
+    low or high end of their range, booleans in odd spellings, strings with newlines and quotes;
+    the watcher's own ports free ones from PORTS (a busy port fails for its own reason)."""
+    out = {}
+    for p in catalogue.PARAMETERS:
+        name = p.name
+        for ph, v in INSTANCE.items():
+            name = name.replace(ph, v)
+        if p.lo is not None:
+            value = p.lo if which == "lo" else p.hi
+        else:
+            value = {"boolean": "ON" if which == "lo" else "true", "port": 1 if which == "lo" else 65535,
+                     "port_or_off": 0, "direction": -1 if which == "lo" else 1,
+                     "host": "127.0.0.1" if which == "lo" else "::1", "string": ODD_TEXT,
+                     "schedule": "0.1 /bin/true" if which == "lo" else "0 0 29 2 * /bin/true",
+                     "probe_schedule": "600"}[p.type]
+        out[name] = str(value)
+    out.update({"local.watcher.enable": "yes", "local.autorestart.timeout": "600",
+                "local.schedule.msprobe.enable": "no", "local.cert.file": "", "local.cert.key": ""})
+    # the ports the watcher itself binds at start: free ones (0 = off stays off in "lo")
+    free = iter(ports)
+    for p in catalogue.PARAMETERS:
+        if p.name.startswith("local.watcher.") and p.type in ("port", "port_or_off"):
+            if p.type == "port" or which == "hi":
+                out[p.name] = str(next(free))
+    if which == "hi":
+        out["local.autorestart.timeout"] = str(catalogue.lookup("local.autorestart.timeout").hi)
+    return out
+
+
+@pytest.mark.parametrize("which", ["lo", "hi"])
+def test_accepted_extremes_let_start_msg_start_the_watcher(cli, base, tmp_path, which):
+    """The real commands: configutil -i takes every parameter at an extreme of what it accepts,
+    -V agrees, and `start-msg watcher` starts a watcher that answers (the metrics port too)."""
+    from msgsrv.config import listing
+    from tests.conftest import free_ports
+
+    ports = free_ports(8)
+    settings = extreme_settings(which, ports)
+    f = tmp_path / "extremes.txt"
+    f.write_text("".join(listing.format_line(n, v) + "\n" for n, v in sorted(settings.items())))
+    ok(cli("configutil", "-i", str(f)))
+    ok(cli("configutil", "-V"))
+    r = cli("start-msg", "watcher")
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        import socket
+
+        socket.create_connection(("127.0.0.1", int(settings["local.watcher.port"])), timeout=5).close()
+        if which == "hi":
+            import urllib.request
+
+            metrics = int(settings["local.watcher.metricsport"])
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as resp:
+                assert resp.status == 200
+    finally:
+        cli("stop-msg")

@@ -191,4 +191,3 @@ def start_live(tmp_path_factory, builtin: bool, wait_console: bool = True, **ext
         live.stop()
         raise
     return live
-

@@ -62,6 +62,7 @@ def test_rules_name_only_metrics_the_watcher_exports():
         assert metric_names(r["expr"]) <= names, (r["alert"], metric_names(r["expr"]) - names)
 
 
+@pytest.mark.integration  # promtool, from Debian's prometheus package
 def test_promtool_check_rules():
     promtool = need("promtool", "prometheus")
     r = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
@@ -69,6 +70,7 @@ def test_promtool_check_rules():
     assert f"SUCCESS: {len(ALERTS)} rules found" in r.stdout
 
 
+@pytest.mark.integration  # promtool, from Debian's prometheus package
 def test_promtool_test_rules():
     promtool = need("promtool", "prometheus")
     r = subprocess.run([promtool, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=60)
@@ -76,6 +78,7 @@ def test_promtool_test_rules():
     assert "SUCCESS" in r.stdout
 
 
+@pytest.mark.integration  # promtool, from Debian's prometheus package
 def test_the_rule_tests_fail_when_a_threshold_moves(tmp_path):
     """The unit tests bite: with the disk threshold at 9 % the 9.5 % sample no longer alerts."""
     promtool = need("promtool", "prometheus")
@@ -122,6 +125,7 @@ def test_dashboard_shows_what_the_alerts_watch():
             "msgsrv_probe_response_seconds", "msgsrv_probe_healthy", "msgsrv_disk_free_percent"} <= used
 
 
+@pytest.mark.integration  # promtool, from Debian's prometheus package
 def test_dashboard_queries_parse(tmp_path):
     """promtool has no `check expr`: each query, with the dashboard's variables filled in, becomes a
     recording rule that `promtool check rules` parses."""

@@ -15,12 +15,11 @@ import signal
 from pathlib import Path
 
 import pytest
+from playwright import sync_api  # a test extra
 
 from msgsrv.components import START_ORDER
 from tests.conftest import wait_for
 from tests.console.conftest import STORE, start_live
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (a test extra) is not installed")
 
 CHROMIUM = os.environ.get("MSGSRV_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -29,8 +28,8 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 VIEWPORT = {"width": 1360, "height": 900}
 UI_TIMEOUT = 20_000  # ms
 
-if not os.path.exists(CHROMIUM):
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+# a real browser from a Debian package: under CI=true its absence fails the run (tests/conftest.py)
+pytestmark = pytest.mark.integration
 
 
 def screenshot(page, name: str) -> Path:
@@ -52,6 +51,8 @@ def live(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (scripts/ci-deps.sh installs it)")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield b

@@ -16,16 +16,13 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families  # a msgsrv dependency: imported, never skipped
 
-pytest.importorskip("prometheus_client", reason="prometheus-client not installed (a msgsrv dependency)")
-
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-
-from msgsrv.probe.history import History  # noqa: E402
-from msgsrv.watcher.metrics import LISTEN_FAILED, Sample, Snapshot, families, last_samples, render  # noqa: E402
-from tests.conftest import free_port, free_ports  # noqa: E402
-from tests.integration.conftest import need  # noqa: E402
-from tests.watcher.conftest import STORE, wait_for  # noqa: E402
+from msgsrv.probe.history import History
+from msgsrv.watcher.metrics import LISTEN_FAILED, Sample, Snapshot, families, last_samples, render
+from tests.conftest import free_port, free_ports
+from tests.integration.conftest import need
+from tests.watcher.conftest import STORE, wait_for
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -256,7 +253,7 @@ scrape_configs:
             res = wait_for(query, timeout=60, every=0.5)
         except AssertionError:
             if proc.poll() is not None:
-                pytest.skip(f"prometheus exited: {(tmp_path / 'prometheus.log').read_text()[-500:]}")
+                pytest.fail(f"prometheus exited: {(tmp_path / 'prometheus.log').read_text()[-500:]}")
             raise
         assert res[0]["metric"]["job"] == "msgsrv"
         assert float(res[0]["value"][1]) == 1.0

@@ -70,7 +70,7 @@ def test_serverresponse_alarm_mail_format_and_rate_limit(root, fakes, smtp_sink)
 def test_diskavail_alarm_mail(root, smtp_sink):
     off = {n: "no" for n in ("local.ens.enable", "local.store.enable", "service.imap.enable", "service.pop.enable",
                              "service.http.enable", "local.sched.enable", "local.imta.enable", "local.cert.enable")}
-    configure(root, **off, **{"alarm.diskavail.msgalarmthreshold": 101, "alarm.msgalarmnoticehost": "127.0.0.1",
+    configure(root, **off, **{"alarm.diskavail.msgalarmthreshold": 100, "alarm.msgalarmnoticehost": "127.0.0.1",
                               "alarm.msgalarmnoticeport": smtp_sink.port})
     asyncio.run(run_pass(root))
     subjects = sorted(email.message_from_bytes(m[2])["Subject"] for m in smtp_sink.mails)
@@ -78,7 +78,7 @@ def test_diskavail_alarm_mail(root, smtp_sink):
     assert subjects[0].startswith('ALARM: percentage mail partition diskspace available of "queue" is ')
     assert subjects[1].startswith('ALARM: percentage mail partition diskspace available of "store" is ')
     body = email.message_from_bytes(smtp_sink.mails[0][2]).get_payload()
-    assert "Alarm condition is when under threshold of 101" in body
+    assert "Alarm condition is when under threshold of 100" in body
     assert "Monitoring interval: 3600 seconds" in body
 
 
@@ -88,3 +88,59 @@ def test_failed_send_is_logged_never_fatal(root, fakes):
     report = asyncio.run(run_pass(root, ["store"]))
     assert report.healthy
     assert any("unable to send alarm mail to 127.0.0.1:" in e for e in report.errors)
+
+
+# -- issue 11: the defaults deliver on a fresh machine; msprobe --test-alarm --------------------
+def test_default_target_is_the_suites_own_smtp_port_and_postmaster(root, smtp_sink, cli):
+    configure(root, **{"service.smtp.port": smtp_sink.port})  # the only setting: where our SMTP listens
+    r = cli("msprobe", "--test-alarm")
+    assert (r.returncode, r.stdout, r.stderr) == (
+        0, f"test alarm mail sent to postmaster@localhost through 127.0.0.1:{smtp_sink.port}\n", "")
+    [(sender, rcpts, content)] = smtp_sink.mails
+    assert (sender, rcpts) == ("postmaster@localhost", ["postmaster@localhost"])
+    msg = email.message_from_bytes(content)
+    assert msg["Subject"] == 'ALARM: test alarm sent by msprobe --test-alarm of "msprobe" is 1'
+    assert "Alarmid: test" in msg.get_payload()
+    assert not (root.data_dir / "alarms.json").exists()  # a test mail is neither counted nor rate-limited
+    assert cli("msprobe", "--test-alarm", "-q").stdout == "" and len(smtp_sink.mails) == 2
+
+
+def test_test_alarm_that_cannot_be_sent_is_one_line_exit_1(root, cli):
+    port = closed_port()
+    configure(root, **{"service.smtp.port": port})
+    r = cli("msprobe", "--test-alarm")
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1, "", f"msprobe: unable to send alarm mail to 127.0.0.1:{port}: connection refused\n")
+
+
+def test_test_alarm_reaches_the_builtin_dispatcher_and_the_store(root, cli):
+    """Through the real SMTP server of the suite into postmaster's mailbox. (The dispatcher's own
+    rule that postmaster is always a valid recipient is the SMTP work's; here the user exists.)"""
+    import os
+    import subprocess
+
+    from tests.conftest import command_path, free_ports, wait_for
+
+    smtp, lmtp = free_ports(2)
+    configure(root, **{"service.smtp.port": smtp, "service.lmtp.port": lmtp, "local.ens.enable": "no"})
+    assert cli("mboxutil", "-a", "postmaster", input="pw\n").returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MSGSRV_")}
+    env["MSGSRV_BASE"] = str(root.base)
+    server = subprocess.Popen([command_path("msgsrv-server"), "dispatcher"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def accepts():
+            try:
+                socket.create_connection(("127.0.0.1", smtp), timeout=0.5).close()
+                return True
+            except OSError:
+                return server.poll() is not None
+        wait_for(accepts, timeout=20)
+        assert server.poll() is None
+        r = cli("msprobe", "--test-alarm")
+        assert (r.returncode, r.stderr) == (0, ""), r.stderr
+        mails = [p for p in root.store_dir.rglob("*") if p.is_file() and b"msprobe --test-alarm" in p.read_bytes()]
+        assert len(mails) == 1 and "postmaster" in str(mails[0].relative_to(root.store_dir))
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -50,7 +50,8 @@ def test_line_protocol_error_greeting_fails(fakes):
 
 def test_imap_server_on_pop_probe_fails(fakes):
     r = asyncio.run(probe("pop", fakes.start("imap"), timeout=2))
-    assert not r.ok
+    assert not r.ok and not r.timed_out
+    assert r.detail.startswith("unexpected POP greeting: '* OK"), r.detail
 
 
 def test_slow_server_measured(fakes):

@@ -4,15 +4,19 @@ twice, answers health probes, stops fast on SIGTERM."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
 
+import psutil
 import pytest
 
 from msgsrv.config.store import ConfigStore
+from msgsrv.probe.history import History
 from tests.conftest import command_path, free_port, wait_for
+from tests.probe.probe_fakes import FakeServers
 
 
 def lines(path) -> list[str]:
@@ -68,21 +72,23 @@ def test_seconds_schedule_runs_repeatedly_and_sighup_switches_it(root, imsched):
     ConfigStore(root.config_file).update({"local.schedule.tick": "0.2 /bin/sh -c 'echo b >> b.txt'"})
     p.send_signal(signal.SIGHUP)
     wait_for(lambda: len(lines(b)) >= 2)
-    n = len(lines(a))
-    time.sleep(0.5)
-    assert len(lines(a)) == n  # the old command is gone
+    n, m = len(lines(a)), len(lines(b))
+    wait_for(lambda: len(lines(b)) >= m + 3)  # three more runs of the new schedule...
+    assert len(lines(a)) == n  # ...and none of the old command: it is gone
     assert p.poll() is None  # reloaded, not restarted
     text = log(root)
     assert text.count("imsched Info: schedule loaded: ") == 2
     assert "imsched Info: task tick (pid " in text and "exited with status 0" in text
 
 
-def test_schedule_of_two_seconds_runs_msprobe_repeatedly(root, imsched):
+def test_schedule_of_two_seconds_runs_msprobe_repeatedly_in_process(root, imsched):
     p = imsched(**{"local.schedule.msprobe": "2 lib/msprobe -q sched", "local.schedule.msprobe.enable": "yes"})
-    wait_for(lambda: log(root).count("task msprobe (pid") >= 2, timeout=15)
+    wait_for(lambda: log(root).count("task msprobe (in-process) exited") >= 2, timeout=15)
     text = log(root)
-    assert text.count("task msprobe (pid") == text.count("exited with status 0") >= 2
+    assert "imsched Info: task msprobe started: lib/msprobe -q sched (in-process)" in text
+    assert text.count("task msprobe (in-process) exited with status 0") >= 2
     assert "msprobe Info: sched server response time" in text
+    assert "task msprobe (pid" not in text  # no process per pass
     assert p.poll() is None
 
 
@@ -139,3 +145,112 @@ def test_list_shows_tasks_and_next_times(root, cli):
     assert r.returncode == 0
     names = [ln.split("\t")[0] for ln in r.stdout.splitlines()]
     assert names == ["msprobe", "purge"]
+
+
+# -- issue 14: msprobe in-process -------------------------------------------------------------
+def msprobe_lines(text: str) -> list[str]:
+    """The msprobe lines of a log, without stamps and figures: what a pass wrote, in shape."""
+    out = []
+    for ln in text.splitlines():
+        body = ln.split("] ", 1)[-1]
+        if body.startswith("msprobe "):
+            out.append(re.sub(r"\d+(\.\d+)?", "N", body))
+    return out
+
+
+@pytest.fixture
+def fakes():
+    with FakeServers() as fs:
+        yield fs
+
+
+def test_in_process_pass_writes_what_the_msprobe_command_writes(root, imsched, cli, fakes):
+    """Same log lines, same history, same restart-request path: a hung store and a healthy imap,
+    autorestart on, no watcher listening (the request fails the same way for both)."""
+    settings = {"local.store.port": str(fakes.start("hang")), "service.imap.port": str(fakes.start("imap")),
+                "local.probe.store.timeout": "0.3", "local.autorestart": "yes",
+                "local.watcher.port": str(free_port()), "alarm.serverresponse.msgalarmstatinterval": "0"}
+    ConfigStore(root.config_file).update(settings)
+    r = cli("msprobe", "store", "imap")
+    assert r.returncode == 1
+    spawned = msprobe_lines(log(root))
+    root.default_log.unlink()
+    p = imsched(**{"local.schedule.msprobe": "1 lib/msprobe store imap", "local.schedule.msprobe.enable": "yes",
+                   **settings})
+    text = wait_for(lambda: "task msprobe (in-process) exited" in log(root) and log(root), timeout=15)
+    text = text.split("task msprobe (in-process) exited", 1)[0] + "task msprobe (in-process) exited" + \
+        text.split("task msprobe (in-process) exited", 1)[1].split("\n", 1)[0]  # the first pass only
+    p.send_signal(signal.SIGSTOP)  # no second pass while the history is counted
+    assert msprobe_lines(text) == spawned
+    assert "requesting restart of store imap pop http" in text and "unable to request restart of" in text
+    assert "task msprobe (in-process) exited with status 1: msprobe: Error: store server did not respond" in text
+    h = History(root.history_db)
+    assert [s.count for s in h.summaries(["store", "imap"])] == [2, 2]  # one sample from each pass
+    p.send_signal(signal.SIGCONT)
+    assert p.poll() is None
+
+
+def test_other_commands_and_options_are_still_spawned(root, imsched):
+    imsched(**{"local.schedule.msprobe": "0.5 lib/msprobe --history", "local.schedule.msprobe.enable": "yes",
+               "local.schedule.probe2": "0.5 lib/msprobe -q sched"})
+    wait_for(lambda: "task msprobe (pid" in log(root) and "task probe2 (in-process) exited" in log(root),
+             timeout=15)
+
+
+def test_a_pass_still_running_when_the_next_is_due_is_logged_and_not_started(root, imsched, fakes):
+    imsched(**{"local.store.port": str(fakes.start("hang")), "local.probe.store.timeout": "1.5",
+               "local.schedule.msprobe": "0.3 lib/msprobe -q store", "local.schedule.msprobe.enable": "yes"})
+    text = wait_for(lambda: "task msprobe (in-process) exited" in log(root) and log(root), timeout=15)
+    first = text.split("task msprobe (in-process) exited", 1)[0]
+    assert "imsched Warning: task msprobe is still running; not started again" in first
+    assert first.count("task msprobe started") == 1
+
+
+def test_a_hung_pass_does_not_block_the_health_port(root, imsched, fakes):
+    p = imsched(**{"local.store.port": str(fakes.start("hang")), "local.probe.store.timeout": "5",
+                   "local.schedule.msprobe": "0.2 lib/msprobe -q store", "local.schedule.msprobe.enable": "yes"})
+    wait_for(lambda: "task msprobe started" in log(root))
+    t0 = time.monotonic()
+    assert answers(p.port)
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_msprobe_every_second_spawns_no_process(root, imsched):
+    p = imsched(**{"local.schedule.msprobe": "0.2 lib/msprobe -q sched", "local.schedule.msprobe.enable": "yes"})
+    me = psutil.Process(p.pid)
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:
+        assert me.children() == []
+        time.sleep(0.01)
+    assert log(root).count("task msprobe (in-process) exited with status 0") >= 5
+
+
+def test_bare_seconds_msprobe_schedule_runs_lib_msprobe(root, imsched):
+    imsched(**{"local.schedule.msprobe": "1", "local.schedule.msprobe.enable": "yes",
+               "local.autorestart.timeout": "600"})
+    wait_for(lambda: "task msprobe started: lib/msprobe (in-process)" in log(root), timeout=10)
+
+
+# -- issue 11: a change of the config file is noticed without SIGHUP ---------------------------
+def test_config_change_is_noticed_without_sighup(root, imsched, cli):
+    a = root.base / "a.txt"
+    p = imsched()
+    r = cli("configutil", "-o", "local.schedule.tick", "-v", "0.2 /bin/sh -c 'echo a >> a.txt'")
+    assert r.returncode == 0, r.stderr
+    t0 = time.monotonic()
+    wait_for(lambda: lines(a), timeout=5)
+    assert time.monotonic() - t0 < 2.5  # one look a second, then the first run 0.2 s later
+    assert "imsched Info: configuration changed; reloading the schedule" in log(root)
+    assert p.poll() is None
+
+
+def test_config_change_through_a_symlinked_store_is_noticed(root, imsched, tmp_path):
+    a = root.base / "a.txt"
+    imsched()
+    target = tmp_path / "repo" / "msg.toml"
+    target.parent.mkdir()
+    target.write_text(root.config_file.read_text())
+    root.config_file.unlink()
+    root.config_file.symlink_to(target)
+    ConfigStore(root.config_file).update({"local.schedule.tick": "0.2 /bin/sh -c 'echo a >> a.txt'"})
+    wait_for(lambda: lines(a), timeout=5)

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.conftest import held_by, wait_for
 from tests.services.conftest import Conn
 
 GREETING = {"cert": b"* OK certd ready", "imap": b"* OK [CAPABILITY", "dispatcher": b"220 "}
@@ -26,8 +27,8 @@ def test_hang_keeps_accepting_but_never_answers_until_the_file_is_removed(mailro
     mailroot.fault(component, "hang\n")
     conns = [Conn(mailroot.port(PORT[component])) for _ in range(3)]  # accepted, every one
     try:
-        time.sleep(0.4)  # the interval in which nothing may arrive
-        assert all(silent_for(c, 0) for c in conns)
+        wait_for(lambda: held_by([p.pid for p in mailroot.procs], [c.sock for c in conns]))  # accepted
+        assert all(silent_for(c, 0.4) for c in conns)  # then nothing arrives
         mailroot.fault(component, None)
         with Conn(mailroot.port(PORT[component])) as fresh:
             assert fresh.line().startswith(GREETING[component])
@@ -62,8 +63,8 @@ def test_every_worker_obeys_the_file(mailroot):
     mailroot.fault("pop", "hang")
     conns = [Conn(mailroot.port("service.pop.port")) for _ in range(8)]
     try:
-        time.sleep(0.4)
-        assert all(silent_for(c, 0) for c in conns)
+        wait_for(lambda: held_by([p.pid for p in mailroot.procs], [c.sock for c in conns]))  # accepted
+        assert all(silent_for(c, 0.4) for c in conns)  # then nothing arrives
     finally:
         for c in conns:
             c.close()
@@ -78,8 +79,8 @@ def test_sigusr1_toggles_hang(mailroot):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     with Conn(mailroot.port("local.cert.port")) as c:
-        time.sleep(0.3)
-        assert silent_for(c, 0)
+        wait_for(lambda: held_by([proc.pid], [c.sock]))  # accepted
+        assert silent_for(c, 0.3)  # then nothing arrives
     proc.send_signal(signal.SIGUSR1)
     while "SIGUSR1 turned hang off" not in mailroot.root.default_log.read_text():
         assert time.monotonic() < deadline

@@ -124,8 +124,8 @@ def test_lmtp_answers_once_per_recipient(mailsys):
         f = sock.makefile("rb")
         assert f.readline().startswith(b"220")
         sock.sendall(b"LHLO test\r\n")
-        while not f.readline().startswith(b"250 "):
-            pass
+        while not (line := f.readline()).startswith(b"250 "):  # each read waits 10 s at most
+            assert line.startswith(b"250-"), line  # b"": the server closed the connection
         sock.sendall(b"MAIL FROM:<bob@example.org>\r\nRCPT TO:<alice>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\n")
         assert [f.readline()[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
         sock.sendall(b"Subject: two\r\n\r\nx\r\n.\r\n")
@@ -183,5 +183,6 @@ def test_new_mail_is_published_to_ens_subscribers(mailsys):
         send_smtp(mailsys, "event")
         line = f.readline()
         while not line.startswith(b"* EVENT"):  # the first delivery may race the ens connect
+            assert line, "ens closed the connection before the event"  # each read waits 10 s at most
             line = f.readline()
         assert line.startswith(b"* EVENT newmail alice INBOX ")

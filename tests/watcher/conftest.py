@@ -20,8 +20,6 @@ PORT_PARAM = {"store": "local.store.port", "imap": "service.imap.port", "pop": "
               "http": "service.http.port"}
 
 
-
-
 def seed_restart_sequence(old: dict[str, list[int]], store_check: bool) -> list[str]:
     """The seed's log lines after `Watched 'imapd' ... exited abnormally`, as regular expressions.
     STORE_CHECK: the built-in store's `checking store server status ... ready` line is expected."""

@@ -13,12 +13,12 @@ REQUIRED = [
     ("local.watcher.port", "port", "49994"),
     ("local.autorestart", "boolean", "no"),
     ("local.autorestart.timeout", "duration", "600"),
-    ("local.schedule.msprobe", "schedule", "5,15,25,35,45,55 * * * * lib/msprobe"),
+    ("local.schedule.msprobe", "probe_schedule", "5,15,25,35,45,55 * * * * lib/msprobe"),
     ("local.schedule.msprobe.enable", "boolean", "yes"),
     ("local.probe.warningthreshold", "duration", "5"),
     ("service.readtimeout", "duration", "10"),
     ("local.queuedir", "string", ""),
-    ("local.defdomain", "string", ""),
+    ("local.defdomain", "host", ""),
     ("local.store.enable", "boolean", "yes"),
     ("service.imap.enable", "boolean", "yes"),
     ("service.pop.enable", "boolean", "yes"),
@@ -38,9 +38,9 @@ REQUIRED = [
     ("local.job_controller.port", "port", "27442"),
     ("local.store.port", "port", "10999"),
     ("local.cert.port", "port", "10444"),
-    ("alarm.msgalarmnoticehost", "string", "localhost"),
-    ("alarm.msgalarmnoticeport", "port", "25"),
-    ("alarm.msgalarmnoticercpt", "string", "Postmaster@localhost"),
+    ("alarm.msgalarmnoticehost", "host", "127.0.0.1"),
+    ("alarm.msgalarmnoticeport", "port", ""),  # empty: service.smtp.port
+    ("alarm.msgalarmnoticercpt", "string", "postmaster@localhost"),
     ("alarm.diskavail.msgalarmstatinterval", "integer", "3600"),
     ("alarm.diskavail.msgalarmthreshold", "integer", "10"),
     ("alarm.serverresponse.msgalarmstatinterval", "integer", "600"),
@@ -138,3 +138,63 @@ def test_parse_uses_the_type_converter():
     assert catalogue.parse(lookup("service.imap.port"), "143") == 143
     with pytest.raises(ValueError, match=r"^expected a boolean \(yes/no, on/off, 1/0\)$"):
         catalogue.parse(lookup("local.autorestart"), "maybe")
+
+
+# -- issue 11: every port is a port, every count, size and duration has a range ------------
+def test_every_parameter_that_names_a_port_is_of_a_port_type():
+    for p in catalogue.PARAMETERS:
+        if p.name.endswith(("port", "sslport")) or "port" in p.name.rsplit(".", 1)[-1]:
+            assert p.type in ("port", "port_or_off"), p
+
+
+def test_metricsport_allows_0_for_off_and_nothing_outside_a_port():
+    p = lookup("local.watcher.metricsport")
+    assert catalogue.parse(p, "0") == 0 and catalogue.parse(p, "65535") == 65535
+    for bad, message in (("70000", "port 70000 is out of range (1-65535, or 0 for off)"),
+                         ("-1", "port -1 is out of range (1-65535, or 0 for off)")):
+        with pytest.raises(ValueError) as e:
+            catalogue.parse(p, bad)
+        assert str(e.value) == message
+
+
+def test_every_integer_and_duration_has_a_bounded_range():
+    for p in catalogue.PARAMETERS:
+        if p.type in ("integer", "duration"):
+            assert p.lo is not None and p.hi is not None, p
+            assert p.lo <= p.hi
+            if p.default not in (None, ""):
+                assert p.lo <= catalogue.parse(p, p.default) <= p.hi, p
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("service.pop.numprocesses", "99999999999999999999999999", "99999999999999999999999999 is out of range (1-64)"),
+    ("service.imap.numprocesses", "0", "0 is out of range (1-64)"),
+    ("service.readtimeout", "0", "0 is out of range (0.1-3600)"),
+    ("local.probe.imap.timeout", "86400", "86400 is out of range (0.1-3600)"),
+    ("local.autorestart.timeout", "0", "0 is out of range (1-31622400)"),
+    ("alarm.diskavail.msgalarmthreshold", "101", "101 is out of range (0-100)"),
+    ("local.probe.history.days", "0", "0 is out of range (1-3650)"),
+])
+def test_out_of_range_values_are_refused_with_the_range(name, text, message):
+    with pytest.raises(ValueError) as e:
+        catalogue.parse(lookup(name), text)
+    assert str(e.value) == message
+
+
+def test_range_bounds_are_inclusive():
+    p = lookup("service.imap.numprocesses")
+    assert (catalogue.parse(p, "1"), catalogue.parse(p, "64")) == (1, 64)
+
+
+def test_describe_names_the_type_and_range():
+    assert catalogue.describe(lookup("service.imap.numprocesses")) == "integer 1-64"
+    assert catalogue.describe(lookup("service.readtimeout")) == "duration 0.1-3600"
+    assert catalogue.describe(lookup("local.watcher.metricsport")) == "port_or_off"
+    assert catalogue.describe(lookup("local.autorestart")) == "boolean"
+
+
+def test_bare_seconds_schedule_only_for_msprobe():
+    s = catalogue.parse(lookup("local.schedule.msprobe"), "600")
+    assert (s.every, s.command) == (600, ("lib/msprobe",))
+    with pytest.raises(ValueError, match="^a schedule needs a command after the seconds$"):
+        catalogue.parse(lookup("local.schedule.backup"), "600")

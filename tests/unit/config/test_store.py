@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -76,7 +78,7 @@ def test_typed_getters_fall_back_to_defaults(path):
     assert s.get_bool("local.watcher.enable") is True
     assert s.get_int("local.watcher.port") == 49994
     assert s.get_float("local.autorestart.timeout") == 600.0
-    assert s.get_str("alarm.msgalarmnoticehost") == "localhost"
+    assert s.get_str("alarm.msgalarmnoticehost") == "127.0.0.1"
     assert s.effective_text("local.probe.imap.timeout") is None
 
 
@@ -184,15 +186,85 @@ def test_files_are_owner_only(path):
         assert mode(p) == 0o600, p
 
 
+def dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid  # reaped: nobody has this pid until the kernel recycles it
+
+
 def test_leftover_temp_files_of_killed_writers_are_removed(path):
     path.parent.mkdir()
-    leftover = path.parent / ".msg.toml.99999.tmp"
+    leftover = path.parent / f".msg.toml.{dead_pid()}.tmp"
     leftover.write_text('"local.autorestart" = "ye')
+    cache_leftover = path.parent / f"..msg.toml.cache.{dead_pid()}.tmp"  # issue 11: these stayed for ever
+    cache_leftover.write_text('{"text": ')
     other = path.parent / ".msg.toml.notes.tmp"  # not ours: kept
     other.write_text("x")
+    reader = subprocess.Popen(["sleep", "30"])  # stands for a live reader rebuilding the cache
+    live = path.parent / f"..msg.toml.cache.{reader.pid}.tmp"
+    live.write_text("{")
+    try:
+        ConfigStore(path).update({"local.autorestart": "yes"})
+    finally:
+        reader.kill()
+        reader.wait()
+    assert not leftover.exists() and not cache_leftover.exists()
+    assert other.exists() and live.exists()
+
+
+def test_out_of_range_hand_written_value_falls_back_to_the_default(path):
+    path.parent.mkdir()
+    path.write_text('"service.pop.numprocesses" = 99999999999999999999\n"local.watcher.metricsport" = 70000\n')
+    s = ConfigStore(path)
+    assert (s.get_int("service.pop.numprocesses"), s.get_int("local.watcher.metricsport")) == (1, 0)
+
+
+# -- a store kept as a symbolic link (issue 11) ---------------------------------------------
+def test_symlinked_store_is_written_through_and_stays_a_link(path, tmp_path):
+    target = tmp_path / "repo" / "msg.toml"
+    target.parent.mkdir()
+    target.write_text('# under version control\n"local.defdomain" = "a.org"\n')
+    path.parent.mkdir()
+    path.symlink_to(target)
     ConfigStore(path).update({"local.autorestart": "yes"})
-    assert not leftover.exists()
-    assert other.exists()
+    assert path.is_symlink() and os.readlink(path) == str(target)
+    assert target.read_text() == '# under version control\n"local.defdomain" = "a.org"\n"local.autorestart" = "yes"\n'
+    assert fresh(path).overrides() == {"local.defdomain": "a.org", "local.autorestart": "yes"}
+    assert sorted(p.name for p in target.parent.iterdir()) == ["msg.toml"]  # no temp left beside it
+
+
+def test_relative_symlink_chain_is_followed_to_the_end(path, tmp_path):
+    (tmp_path / "repo").mkdir()
+    final = tmp_path / "repo" / "site.toml"
+    final.write_text("")
+    (tmp_path / "repo" / "current.toml").symlink_to("site.toml")
+    path.parent.mkdir()
+    path.symlink_to(os.path.join("..", "repo", "current.toml"))
+    ConfigStore(path).update({"local.defdomain": "b.org"})
+    assert path.is_symlink() and (tmp_path / "repo" / "current.toml").is_symlink()
+    assert tomllib.loads(final.read_text()) == {"local.defdomain": "b.org"}
+
+
+# -- write errors in the admin's words (issue 11) ---------------------------------------------
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a 0500 directory anyway")
+def test_unwritable_directory_is_a_one_line_store_error(path):
+    path.parent.mkdir()
+    path.write_text('"local.defdomain" = "a.org"\n')
+    path.parent.chmod(0o500)
+    try:
+        with pytest.raises(StoreError) as e:
+            ConfigStore(path).update({"local.defdomain": "b.org"})
+    finally:
+        path.parent.chmod(0o700)
+    assert str(e.value) == f"cannot write {path}: permission denied"
+
+
+def test_overrides_come_from_a_current_cache_without_tomlkit(path):
+    ConfigStore(path).update({"local.defdomain": "a.org"})
+    code = ("import sys; from msgsrv.config.store import ConfigStore; "
+            f"print(ConfigStore({str(path)!r}).overrides(), 'tomlkit' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "{'local.defdomain': 'a.org'} False\n", "")
 
 
 # -- the derived cache -------------------------------------------------------------------

@@ -35,3 +35,16 @@ def test_missing_database_is_empty(tmp_path):
     h = History(tmp_path / "none.sqlite")
     assert h.summaries() == [] and h.extremes("imap") is None
     assert not (tmp_path / "none.sqlite").exists()
+
+
+def test_pruning_old_samples_uses_the_ts_index(tmp_path):
+    """With a pass every second the table holds millions of rows: the delete of every write must
+    not scan them all (issue 14, CPU with msprobe every second)."""
+    import sqlite3
+
+    h = History(tmp_path / "c.sqlite", 1)
+    h.record([("imap", 0.1, True)], 1000.0)
+    db = sqlite3.connect(tmp_path / "c.sqlite")
+    plan = " ".join(str(r) for r in db.execute("EXPLAIN QUERY PLAN DELETE FROM samples WHERE ts < ?", (1.0,)))
+    db.close()
+    assert "USING INDEX samples_ts" in plan or "USING COVERING INDEX samples_ts" in plan, plan

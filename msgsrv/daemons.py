@@ -1,0 +1,72 @@
+"""Which suite daemons run, read from data/run/, and the signal that makes them reread their config.
+
+The watcher's pid is in data/run/watcher.pid, components' pids in data/run/<component>.pid,
+each with the process's start time, so a stale file or a recycled pid is never taken for a
+daemon. Only the watcher and imsched (the `sched` component) reread their configuration on
+SIGHUP (SPEC §2); the other servers read theirs when they start.
+
+Read only: the writers of these files are the watcher's (watcher/daemon.py, watcher/children.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+from msgsrv.paths import ServerRoot
+
+REFRESHABLE = ("watcher", "sched")  # the daemons that reread their config on SIGHUP
+
+
+def _records(path) -> list[dict]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, list):
+        return []
+    return [d for d in data if isinstance(d, dict) and isinstance(d.get("pid"), int) and d["pid"] > 0]
+
+
+def _same_process(pid: int, create_time) -> bool:
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return not isinstance(create_time, (int, float)) or abs(p.create_time() - create_time) < 0.05
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def running_pids(root: ServerRoot, name: str) -> list[int]:
+    """Live pids of NAME (`watcher` or a component), checked against their recorded start times."""
+    return [r["pid"] for r in _records(root.pid_file(name)) if _same_process(r["pid"], r.get("create_time"))]
+
+
+def watcher_pid(root: ServerRoot) -> int | None:
+    """The running watcher's pid, or None. Read from its pid file, never by taking its lock: a
+    lock test could make a watcher that starts at that moment believe another one runs."""
+    pids = running_pids(root, "watcher")
+    return pids[0] if pids else None
+
+
+def refresh(root: ServerRoot, names: tuple[str, ...] = REFRESHABLE) -> list[tuple[str, int | None, str]]:
+    """SIGHUP every running daemon in NAMES. Returns (name, pid, problem) rows; pid None and a
+    problem of "not running" when none was found, problem "" when the signal was sent."""
+    out = []
+    for name in names:
+        pids = running_pids(root, name)
+        if not pids:
+            out.append((name, None, "not running"))
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGHUP)
+                out.append((name, pid, ""))
+            except ProcessLookupError:
+                out.append((name, pid, "not running"))
+            except OSError as e:
+                out.append((name, pid, (e.strerror or str(e)).lower()))
+    return out
