@@ -209,10 +209,7 @@ async def start(sup, token: str, cfg) -> ConsoleServer | None:
     link.withdraw(sup.root)  # a link left by a watcher that was killed names a dead token
     port = cfg.get_int("local.watcher.httpport", DEFAULT_PORT)
     host = cfg.get_str("local.watcher.httpaddr", "127.0.0.1").strip() or "127.0.0.1"
-    if port == 0:
-        return None
-    if not 0 < port <= 65535:  # the catalogue types it integer (0 = off), so the range is checked here
-        sup.alert(T.BAD_PORT.format(port=port))
+    if port == 0:  # port_or_off: the store and its readers keep it inside 0-65535
         return None
     console = ConsoleServer(sup, token, host, port)
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 REQUEST = "Received request to {verb}:  {names} {who}"
 PROBE_REQUEST = "Received request to run msprobe {who}"
 LISTEN_FAILED = "watcher: unable to serve the console on {host}:{port}: {reason}"
-BAD_PORT = "watcher: local.watcher.httpport {port} is out of range (0-65535); console off"
 LOAD_FAILED = "watcher: unable to load the console: {reason}"
 
 
