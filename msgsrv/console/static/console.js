@@ -294,7 +294,7 @@ async function pollTimeline() {
     }
     body.replaceChildren(...tl.events.map((e) => {
       const tr = document.createElement("tr");
-      tr.className = "ev-" + e.kind;
+      tr.className = "ev-" + e.kind + " g-" + e.group;
       const cells = [[stamp(e.t), "mono"], [null, ""], [e.component || "", ""], [e.unit || "", ""],
                      [e.pid ? String(e.pid) : "", "mono"], [e.detail || "", ""], [e.by || "", "muted"]];
       for (const [text, cls] of cells) {
@@ -339,6 +339,20 @@ document.addEventListener("DOMContentLoaded", () => {
     sel.addEventListener("change", () => window.location.assign("/logs?name=" + encodeURIComponent(sel.value)));
     followLog($("#log-lines"), null);
   } else if (PAGE === "timeline") {
+    const table = $("#timeline");
+    const choose = (name) => {
+      const link = $(`#timeline-filter a[data-filter="${name}"]`) || $('#timeline-filter a[data-filter="all"]');
+      for (const a of $$("#timeline-filter a")) a.classList.toggle("on", a === link);
+      table.dataset.filter = link.dataset.filter;
+    };
+    $("#timeline-filter").addEventListener("click", (ev) => {
+      const a = ev.target.closest("a[data-filter]");
+      if (!a) return;
+      ev.preventDefault();
+      history.replaceState(null, "", "#" + a.dataset.filter);
+      choose(a.dataset.filter);
+    });
+    choose(location.hash.slice(1) || "all");
     setTimeout(pollTimeline, TIMELINE_EVERY);
   }
 });
