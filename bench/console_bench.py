@@ -37,7 +37,8 @@ BIN = Path(sys.executable).parent
 PARAMS = ("local.watcher.port", "local.watcher.httpport", "local.store.port", "service.imap.port",
           "service.pop.port", "service.http.port", "service.smtp.port", "service.lmtp.port", "local.ens.port",
           "local.job_controller.port", "local.cert.port", "local.sched.port", "service.imap.sslport",
-          "service.pop.sslport", "service.http.sslport")
+          "service.pop.sslport", "service.http.sslport", "service.smtp.sslport", "local.mmp.imapport",
+          "local.mmp.popport")
 WINDOW = "1"  # local.autorestart.timeout: trials 1.5 s apart are never throttled by the restart budget
 GAP = 1.5  # seconds between two kills
 

@@ -102,7 +102,8 @@ def suite_heal(timeout: float) -> float:
     base = Path(tempfile.mkdtemp(prefix="probe-bench-suite-"))
     env = dict(os.environ, MSGSRV_BASE=str(base))
     params = ("local.watcher.port", "local.watcher.httpport", "local.store.port", "service.imap.port", "service.pop.port",
-              "service.http.port", "local.sched.port")
+              "service.http.port", "local.sched.port", "service.imap.sslport", "service.pop.sslport",
+              "service.http.sslport")
     sets = dict(zip(params, map(str, free_ports(len(params))), strict=True))
     sets.update({"local.autorestart": "yes", "local.imta.enable": "no", "local.ens.enable": "no",
                  "local.cert.enable": "no", "local.schedule.msprobe": "1 lib/msprobe -q imap",

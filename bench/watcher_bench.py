@@ -31,7 +31,8 @@ from tests.conftest import free_ports, wait_for  # noqa: E402
 BIN = Path(sys.executable).parent
 PARAMS = ("local.watcher.port", "local.watcher.httpport", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port",
           "service.smtp.port", "service.lmtp.port", "local.ens.port", "local.job_controller.port",
-          "local.cert.port", "local.sched.port")
+          "local.cert.port", "local.sched.port", "service.imap.sslport", "service.pop.sslport",
+          "service.http.sslport", "service.smtp.sslport")
 
 
 def pids(base: Path, c: str) -> list[int]:

@@ -2,9 +2,11 @@
 
 `local.cert.file` / `local.cert.key` name a real certificate and key (PEM). When both are empty the
 suite uses a self-signed certificate under the server root, `data/cert/server.crt` and
-`server.key` (mode 0600), created on first use with the `cryptography` package. Every server that
-offers STARTTLS/STLS or an implicit-TLS port builds its context with `server_context()`; msprobe and
-tests use `client_context()`, which trusts that certificate.
+`server.key` (mode 0600), made with the `cryptography` package by the cert component on its first
+start (or by whichever server needs it first) and made again when it has expired or expires
+within RENEW_DAYS. Every server that offers STARTTLS/STLS or an implicit-TLS port builds its
+context with `server_context()`; msprobe and tests use `client_context()`, which trusts that
+certificate.
 """
 
 from __future__ import annotations
@@ -15,16 +17,31 @@ import fcntl
 import os
 import socket
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 from msgsrv.atomicfile import write_atomic
 from msgsrv.paths import DIR_MODE, ServerRoot
 
 VALID_DAYS = 825  # the longest validity clients accept for a server certificate
+RENEW_DAYS = 30  # a self-signed certificate this close to its end is made again
 
 
 class TlsError(Exception):
     """The certificate or key cannot be read or made."""
+
+
+@dataclass(frozen=True)
+class CertInfo:
+    path: Path
+    subject: str  # RFC 4514 form, e.g. "CN=mail.example.org,O=msgsrv self-signed"
+    not_after: datetime.datetime  # UTC
+    self_signed: bool
+    sha256: str  # fingerprint, hex with colons
+
+    def days_left(self, now: datetime.datetime | None = None) -> int:
+        now = now or datetime.datetime.now(datetime.UTC)
+        return (self.not_after - now).days
 
 
 def default_paths(root: ServerRoot) -> tuple[Path, Path]:
@@ -32,57 +49,125 @@ def default_paths(root: ServerRoot) -> tuple[Path, Path]:
     return d / "server.crt", d / "server.key"
 
 
+def configured(config) -> tuple[str, str]:
+    """(local.cert.file, local.cert.key) as set; ('', '') means the self-signed pair."""
+    if config is None:
+        return "", ""
+    return config.get_str("local.cert.file", ""), config.get_str("local.cert.key", "")
+
+
 def cert_paths(root: ServerRoot, config) -> tuple[Path, Path]:
     """(certificate, key) in force: the configured pair, else the self-signed one (made if missing)."""
-    cert = config.get_str("local.cert.file", "") if config is not None else ""
-    key = config.get_str("local.cert.key", "") if config is not None else ""
+    cert, key = configured(config)
     if cert or key:
         if not (cert and key):
             raise TlsError("local.cert.file and local.cert.key must both be set, or both be empty")
         return Path(cert), Path(key)
     crt, k = default_paths(root)
     if not (crt.exists() and k.exists()):
-        ensure_self_signed(root)
+        _make_in_child(root)
     return crt, k
 
 
+def _make_in_child(root: ServerRoot) -> None:
+    """ensure_self_signed in a short-lived process: a server that happens to start before certd
+    does not keep the cryptography package (~14 MB) in memory for the rest of its life."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pathlib; from msgsrv.paths import ServerRoot; from msgsrv.tls import ensure_self_signed; "
+            "ensure_self_signed(ServerRoot(pathlib.Path(sys.argv[1])))")
+    here = str(Path(__file__).resolve().parent.parent)  # also when msgsrv runs from a checkout, not installed
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p))
+    try:
+        r = subprocess.run([sys.executable, "-c", code, str(root.base)], capture_output=True, text=True,
+                           timeout=120, env=env)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise TlsError(f"unable to make the self-signed certificate: {e}") from None
+    if r.returncode != 0:
+        why = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+        raise TlsError(f"unable to make the self-signed certificate: {why}")
+
+
+def certificate_info(path: Path) -> CertInfo:
+    """Facts about the PEM certificate at PATH; raises TlsError when it cannot be read."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    try:
+        cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    except (OSError, ValueError) as e:
+        raise TlsError(f"unable to read certificate {path}: {getattr(e, 'strerror', None) or e}") from None
+    digest = cert.fingerprint(hashes.SHA256()).hex()
+    return CertInfo(Path(path), cert.subject.rfc4514_string(), cert.not_valid_after_utc,
+                    cert.issuer == cert.subject, ":".join(digest[i:i + 2] for i in range(0, len(digest), 2)))
+
+
+def _fresh(crt: Path, key: Path) -> bool:
+    """The self-signed pair exists and is not about to expire."""
+    if not (crt.exists() and key.exists()):
+        return False
+    try:
+        return certificate_info(crt).days_left() > RENEW_DAYS
+    except TlsError:
+        return False
+
+
 def ensure_self_signed(root: ServerRoot, hostname: str | None = None) -> tuple[Path, Path]:
-    """Create the suite's self-signed certificate once (under a lock, so concurrent servers agree)."""
+    """Create the suite's self-signed certificate when it is missing, unreadable or near its end.
+
+    Runs under a lock, so servers starting together agree on one certificate.
+    """
     crt, key = default_paths(root)
     crt.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     lock = os.open(crt.parent / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if crt.exists() and key.exists():
+        if _fresh(crt, key):
             return crt, key
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
-        host = hostname or socket.gethostname() or "localhost"
-        pkey = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host),
-                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "msgsrv self-signed")])
-        now = datetime.datetime.now(datetime.UTC)
-        import ipaddress
-
-        sans = [x509.DNSName(host), x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                .public_key(pkey.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
-                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .sign(pkey, hashes.SHA256()))
-        write_atomic(key, pkey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                             serialization.NoEncryption()).decode())
-        write_atomic(crt, cert.public_bytes(serialization.Encoding.PEM).decode())
+        key_pem, cert_pem = _make_self_signed(hostname or socket.gethostname() or "localhost")
+        write_atomic(key, key_pem)  # the key first: a new certificate never meets an old key
+        write_atomic(crt, cert_pem)
         return crt, key
     finally:
         with contextlib.suppress(OSError):
             fcntl.flock(lock, fcntl.LOCK_UN)
         os.close(lock)
+
+
+def _make_self_signed(host: str) -> tuple[bytes, bytes]:
+    """(key PEM, certificate PEM): P-256, SHA-256, names host, localhost and 127.0.0.1."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    pkey = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "msgsrv self-signed")])
+    now = datetime.datetime.now(datetime.UTC)
+    names = [x509.DNSName(h) for h in dict.fromkeys((host, "localhost"))]
+    names += [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(ipaddress.ip_address("::1"))]
+    ski = x509.SubjectKeyIdentifier.from_public_key(pkey.public_key())
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(pkey.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            # its own trust anchor: clients are given this file as their CA (curl --cacert, fetchmail)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(ski, critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+            .sign(pkey, hashes.SHA256()))
+    key_pem = pkey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
 
 
 def server_context(root: ServerRoot, config) -> ssl.SSLContext:
@@ -98,8 +183,16 @@ def server_context(root: ServerRoot, config) -> ssl.SSLContext:
 
 
 def client_context(root: ServerRoot, config=None) -> ssl.SSLContext:
-    """A client context that trusts the suite's certificate (for msprobe and tests)."""
+    """A client context that trusts the suite's certificate (for msprobe and tests).
+
+    The certificate in force is a trust anchor of its own (partial chains accepted), so a
+    configured certificate from a real CA is verified the same way as the self-signed one.
+    """
     crt, _ = cert_paths(root, config)
-    ctx = ssl.create_default_context(cafile=str(crt))
+    try:
+        ctx = ssl.create_default_context(cafile=str(crt))
+    except (OSError, ssl.SSLError) as e:
+        raise TlsError(f"unable to load certificate {crt}: {getattr(e, 'strerror', None) or e}") from None
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     ctx.check_hostname = False  # probes connect by address; the chain is still verified
     return ctx

@@ -12,7 +12,8 @@ import sys
 import click
 
 PROG = "msprobe"
-SERVICES = ("imap", "pop", "http", "cert", "job_controller", "smtp", "lmtp", "mmp", "ens", "store", "sched")
+SERVICES = ("imap", "pop", "http", "cert", "job_controller", "smtp", "lmtp", "mmp", "ens", "store", "sched",
+            "imaps", "pops", "https", "smtps")
 
 
 def _console():

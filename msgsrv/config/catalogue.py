@@ -108,6 +108,15 @@ _ROWS: tuple[tuple, ...] = (
     ("service.http.sslport", "port", "10443", N, "HTTPS port"),
     ("local.requiretls", "boolean", "no", N,
      "Refuse LOGIN, USER/PASS and AUTH on connections without TLS (STARTTLS first)"),
+    ("service.imap.enablesslport", "boolean", "yes", N, "Listen on service.imap.sslport (IMAPS)"),
+    ("service.pop.enablesslport", "boolean", "yes", N, "Listen on service.pop.sslport (POP3S)"),
+    ("service.http.enablesslport", "boolean", "yes", N, "Listen on service.http.sslport (HTTPS)"),
+    ("service.smtp.sslport", "port", "10465", N, "SMTP submission over implicit TLS (SMTPS, AUTH required) port"),
+    ("service.smtp.enablesslport", "boolean", "yes", N, "Listen on service.smtp.sslport (SMTPS submission)"),
+    ("service.defaultdomain", "string", "", R,
+     "Mail domain of the local users (empty: the host name); other recipient domains are refused"),
+    ("local.domains", "string", "", R,
+     "More mail domains delivered to local users, separated by spaces or commas"),
     ("local.mmp.enable", "boolean", "no", N, "Run the IMAP/POP proxy (mmp)"),
     ("local.mmp.imapport", "port", "17143", N, "IMAP port of the proxy"),
     ("local.mmp.popport", "port", "17110", N, "POP port of the proxy"),
@@ -148,7 +157,8 @@ EXACT: dict[str, Parameter] = {p.name: p for p in PARAMETERS if not p.is_pattern
 PATTERNS: tuple[Parameter, ...] = tuple(p for p in PARAMETERS if p.is_pattern)
 
 # What a placeholder may stand for. <task>: any name made of letters, digits, '_' and '-'.
-SERVICES = ("imap", "pop", "http", "cert", "job_controller", "smtp", "lmtp", "mmp", "ens", "store", "sched")
+SERVICES = ("imap", "pop", "http", "cert", "job_controller", "smtp", "lmtp", "mmp", "ens", "store", "sched",
+            "imaps", "pops", "https", "smtps")
 COMPONENT_NAMES = ("ens", "store", "imap", "pop", "cert", "http", "sched", "dispatcher", "job_controller", "mmp")
 _PLACEHOLDER_VALUES = {
     "<svc>": SERVICES,

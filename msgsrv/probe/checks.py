@@ -4,12 +4,17 @@ Each probe returns a ProbeResult; none raises. The clock runs from the connect t
 expected response. A probe that gets no answer within TIMEOUT seconds returns ok=False with
 timed_out=True (the verdict calls that HUNG); a refused connection or a wrong answer returns
 ok=False, timed_out=False (DOWN).
+
+The implicit-TLS ports (imaps, pops, https, smtps) are probed with the plain protocol's dialogue over
+TLS: the clock then includes the TCP connect and the whole TLS handshake, and a certificate the
+client context does not trust, or a failed handshake, is DOWN.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -132,9 +137,13 @@ async def line(c: Conversation) -> str:
 
 DIALOGUES: dict[str, Dialogue] = {
     "imap": imap,
+    "imaps": imap,
     "pop": pop,
+    "pops": pop,
     "http": http,
+    "https": http,
     "smtp": smtp,
+    "smtps": smtp,
     "lmtp": lmtp,
     "store": line,
     "ens": line,
@@ -145,17 +154,28 @@ DIALOGUES: dict[str, Dialogue] = {
 }
 
 
+# msprobe services spoken over implicit TLS -> the parameter that switches their port on
+TLS_SERVICES: dict[str, str] = {
+    "imaps": "service.imap.enablesslport",
+    "pops": "service.pop.enablesslport",
+    "https": "service.http.enablesslport",
+    "smtps": "service.smtp.enablesslport",
+}
+
+
 # -- the shell: connect, run the dialogue under a deadline, time it --------------------------
 async def probe(service: str, port: int, timeout: float, host: str = HOST,
-                dialogue: Dialogue | None = None) -> ProbeResult:
-    """Probe SERVICE on HOST:PORT; never takes much longer than TIMEOUT."""
+                dialogue: Dialogue | None = None, tls: ssl.SSLContext | None = None) -> ProbeResult:
+    """Probe SERVICE on HOST:PORT (over TLS when a client context is given); never takes much
+    longer than TIMEOUT."""
     dialogue = dialogue or DIALOGUES[service]
     start = time.monotonic()
     writer: asyncio.StreamWriter | None = None
 
     async def exchange() -> str:
         nonlocal writer
-        reader, writer = await asyncio.open_connection(host, port, limit=MAX_LINE)
+        reader, writer = await asyncio.open_connection(host, port, limit=MAX_LINE, ssl=tls,
+                                                       ssl_handshake_timeout=timeout + 5 if tls else None)  # wait_for decides: HUNG
         return await dialogue(Conversation(reader, writer))
 
     try:
@@ -165,6 +185,8 @@ async def probe(service: str, port: int, timeout: float, host: str = HOST,
         ok, detail, timed_out = False, f"no response within {_secs(timeout)}s", True
     except BadAnswer as e:
         ok, detail, timed_out = False, str(e), False
+    except ssl.SSLError as e:
+        ok, detail, timed_out = False, f"TLS handshake failed: {getattr(e, 'verify_message', '') or e.reason or e}", False
     except OSError as e:
         ok, detail, timed_out = False, (os.strerror(e.errno) if e.errno else str(e)).lower(), False
     elapsed = time.monotonic() - start

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from msgsrv.config.store import ConfigStore
 from msgsrv.paths import ServerRoot
 from msgsrv.probe import messages as M
 from msgsrv.probe import verdict
-from msgsrv.probe.checks import ProbeResult, probe
+from msgsrv.probe.checks import TLS_SERVICES, ProbeResult, probe
 from msgsrv.probe.verdict import Status
 
 SOURCE = "msprobe"
@@ -36,6 +37,7 @@ class Target:
     warn: float
     timeout: float
     host: str = "127.0.0.1"
+    tls: bool = False  # an implicit-TLS port (checks.TLS_SERVICES)
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,8 @@ def targets(store: ConfigStore, services: list[str] | None = None) -> list[Targe
     if services is None:
         enabled = set(enabled_components(store))
         services = [s for s in PROBE_SERVICES if PROBE_TARGETS[s][0] in enabled
-                    and store.get_bool(f"local.probe.{s}.enable")]
+                    and store.get_bool(f"local.probe.{s}.enable")
+                    and (s not in TLS_SERVICES or store.get_bool(TLS_SERVICES[s]))]
     out = []
     for s in services:
         component, port_param = PROBE_TARGETS[s]
@@ -119,13 +122,14 @@ def targets(store: ConfigStore, services: list[str] | None = None) -> list[Targe
             s, component, store.get_int(port_param),
             warn=_param(store, f"local.probe.{s}.warningthreshold", "local.probe.warningthreshold", 5.0),
             timeout=_param(store, f"local.probe.{s}.timeout", "service.readtimeout", 10.0),
-            host=probe_host(s, listenaddr)))
+            host=probe_host(s, listenaddr), tls=s in TLS_SERVICES))
     return out
 
 
-async def probe_all(items: list[Target]) -> list[ProbeResult]:
+async def probe_all(items: list[Target], tls: ssl.SSLContext | None = None) -> list[ProbeResult]:
     """Every probe at once: the pass costs its longest timeout, not their sum."""
-    return list(await asyncio.gather(*(probe(t.service, t.port, t.timeout, t.host) for t in items)))
+    return list(await asyncio.gather(*(probe(t.service, t.port, t.timeout, t.host, tls=tls if t.tls else None)
+                                       for t in items)))
 
 
 def judge(items: list[Target], results: list[ProbeResult]) -> list[Outcome]:
@@ -149,7 +153,7 @@ async def run_pass(root: ServerRoot, services: list[str] | None = None,
     report = PassReport()
     log = _Logger(root, report)
 
-    report.outcomes = judge(items, await probe_all(items))
+    report.outcomes = judge(items, await probe_all(items, _tls_client(root, store, items)))
     for o in report.outcomes:
         _log_outcome(log, o)
     if on_verdicts is not None:
@@ -164,6 +168,18 @@ async def run_pass(root: ServerRoot, services: list[str] | None = None,
     hist = await asyncio.to_thread(_record, root, store, report, log, now)
     await asyncio.to_thread(_alarms, root, store, report, log, hist, now)
     return report
+
+
+def _tls_client(root: ServerRoot, store: ConfigStore, items: list[Target]) -> ssl.SSLContext | None:
+    """The context the TLS probes verify the servers with (it trusts the suite's certificate)."""
+    if not any(t.tls for t in items):
+        return None
+    from msgsrv import tls
+
+    try:
+        return tls.client_context(root, store)
+    except tls.TlsError:
+        return ssl.create_default_context()  # nothing to trust: the probes report the failed handshake
 
 
 class _Logger:

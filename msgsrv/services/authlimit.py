@@ -1,9 +1,11 @@
-"""LoginThrottle: slows down and cuts off password guessing (issue 13 "Hostile clients").
+"""LoginThrottle and FailureLog: slow down, cut off and log password guessing (issue 13 "Hostile clients").
 
 Per server process. Each failed login costs a delay before the answer that grows with the failures
 seen from the same source address (0.5 s, 1 s, 2 s, ... capped), and a connection is closed after
-MAX_PER_CONNECTION failures. A success from an address forgets its failures. Pure bookkeeping: the
-clock is passed in; the session awaits the delay it is given.
+MAX_PER_CONNECTION failures. A success from an address forgets its failures. The log of failures
+is rate-limited: at most LOG_LIMIT lines per LOG_WINDOW seconds, the rest counted and reported in
+the next line written. Pure bookkeeping: the clock is passed in; the session awaits the delay it
+is given (msgsrv/services/logins.py is the shell).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ MAX_DELAY = 8.0
 MAX_PER_CONNECTION = 3  # failures before the connection is closed
 FORGET_AFTER = 900.0  # seconds after which an address's failures no longer count
 MAX_ADDRESSES = 10_000  # bounded memory under a spray of sources
+LOG_LIMIT = 10  # failure lines per window
+LOG_WINDOW = 60.0  # seconds
 
 
 class LoginThrottle:
@@ -42,3 +46,26 @@ class LoginThrottle:
         now = time.monotonic() if now is None else now
         count, last = self._failures.get(address, (0, now))
         return 0 if now - last > FORGET_AFTER else count
+
+
+class FailureLog:
+    """Rate limit for failure log lines: LIMIT lines per WINDOW seconds, a fixed window."""
+
+    def __init__(self, limit: int = LOG_LIMIT, window: float = LOG_WINDOW):
+        self.limit = limit
+        self.window = window
+        self._start = float("-inf")
+        self._written = 0
+        self._unlogged = 0
+
+    def admit(self, now: float | None = None) -> int | None:
+        """None: leave this failure out of the log; else log it, with this many left out before it."""
+        now = time.monotonic() if now is None else now
+        if now - self._start >= self.window:
+            self._start, self._written = now, 0
+        if self._written >= self.limit:
+            self._unlogged += 1
+            return None
+        self._written += 1
+        unlogged, self._unlogged = self._unlogged, 0
+        return unlogged

@@ -22,6 +22,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 
@@ -33,6 +34,7 @@ from msgsrv.services.fault import CRASH_STATUS, FaultSwitch
 LOOPBACK = "127.0.0.1"
 MAX_LINE = 8192  # octets, without the line end
 STOP_GRACE = 1.2  # seconds a reply in flight may take after SIGTERM (the budget is 2 s)
+TLS_HANDSHAKE_TIMEOUT = 30.0  # seconds a client may take to finish a TLS handshake
 _SECRET_VERBS = ("PASS", "AUTH", "AUTHENTICATE", "APOP")
 
 
@@ -98,6 +100,7 @@ class Service:
         self.ports: list[int] = []
         self.sessions: dict[asyncio.Task, LineSession] = {}
         self.stopping: asyncio.Event | None = None
+        self._tls: ssl.SSLContext | None = None
 
     # -- logging ----------------------------------------------------------------------
     def log(self, text: str, severity: str = "Notice") -> None:
@@ -122,14 +125,27 @@ class Service:
         self.ports.append(sock.getsockname()[1])
         return sock
 
-    async def listen(self, port: int, session_class: type[LineSession], host: str = LOOPBACK) -> None:
-        """Serve SESSION_CLASS on HOST:PORT."""
+    async def listen(self, port: int, session_class: type[LineSession], host: str = LOOPBACK,
+                     tls: ssl.SSLContext | None = None) -> None:
+        """Serve SESSION_CLASS on HOST:PORT; with TLS, over implicit TLS (the handshake comes first)."""
         sock = self.bound(host, port)
 
         async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await self.run_session(session_class(self, reader, writer))
 
-        self.servers.append(await asyncio.start_server(client, sock=sock, limit=MAX_LINE + 2))
+        self.servers.append(await asyncio.start_server(client, sock=sock, limit=MAX_LINE + 2, ssl=tls,
+                                                       ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if tls else None))
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The suite's TLS server context (msgsrv/tls.py), made once; BindError when it is unusable."""
+        if self._tls is None:
+            from msgsrv import tls
+
+            try:
+                self._tls = tls.server_context(self.root, self.config)
+            except tls.TlsError as e:
+                raise BindError(str(e)) from None
+        return self._tls
 
     async def bind(self) -> None:
         """Create every listener (subclasses); called before registering with the watcher."""
@@ -256,6 +272,22 @@ class LineSession:
 
     async def flush(self) -> None:
         await self.writer.drain()
+
+    # -- TLS (STARTTLS / STLS) --------------------------------------------------------------
+    @property
+    def secure(self) -> bool:
+        """The connection is encrypted (an implicit-TLS port, or after STARTTLS)."""
+        return self.writer.get_extra_info("ssl_object") is not None
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        """Turn this connection into TLS after the protocol's go-ahead reply has been queued.
+
+        RFC 2595 §3.1 / RFC 3207 §4.2: anything the client sent after the command in cleartext is
+        discarded, never read as if it had come over TLS (the command-injection attack).
+        """
+        await self.flush()
+        self.reader._buffer.clear()  # asyncio keeps no public way to drop buffered input
+        await self.writer.start_tls(context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
 
     def close(self) -> None:
         self.writer.close()

@@ -1,21 +1,31 @@
-"""ImapService: the IMAP4rev1 server `imapd` (RFC 3501 subset), on `service.imap.port`.
+"""ImapService: the IMAP4rev1 server `imapd` (RFC 3501), on `service.imap.port` (STARTTLS) and
+`service.imap.sslport` (implicit TLS, "IMAPS").
 
-Enough for Python's imaplib and simple mail clients:
+Capabilities: IMAP4rev1, LITERAL+ (RFC 7888), SASL-IR (RFC 4959), AUTH=PLAIN (RFC 4616), STARTTLS,
+ID (RFC 2971), IDLE (RFC 2177), UIDPLUS (RFC 4315), NAMESPACE (RFC 2342), MOVE (RFC 6851), UNSELECT
+(RFC 3691), CHILDREN (RFC 3348), SPECIAL-USE (RFC 6154) and APPENDLIMIT (RFC 7889). Mailboxes are
+the user's Maildir++ folders (store/mailbox.py), hierarchy delimiter `.`; users come from
+config/users.toml (store/users.py).
 
-- any state: CAPABILITY, NOOP, LOGOUT
-- not authenticated: LOGIN (users file, scrypt); AUTHENTICATE is refused with NO
-- authenticated: SELECT, EXAMINE, CREATE, DELETE, LIST, LSUB, SUBSCRIBE, UNSUBSCRIBE, STATUS,
-  APPEND
-- selected: CHECK, CLOSE, UNSELECT (RFC 3691), EXPUNGE, SEARCH (flag keys, ALL, sequence and
-  UID sets), FETCH, STORE, COPY and their UID forms
+This module frames commands (lines, literals, limits), dispatches them by state and reports
+what changed in the selected mailbox before each tagged reply; the commands live in mixins:
 
-FETCH items: FLAGS, UID, RFC822, RFC822.SIZE, RFC822.HEADER, RFC822.TEXT, INTERNALDATE,
-BODY[] / BODY[HEADER] / BODY[TEXT] and their BODY.PEEK forms, macros FAST and ALL (= FAST).
-Only system flags are permanent (PERMANENTFLAGS); other keywords are accepted and dropped.
+- any state (here): CAPABILITY, NOOP, LOGOUT, ID
+- not authenticated (imapauth.py): STARTTLS, LOGIN, AUTHENTICATE PLAIN. With `local.requiretls
+  yes`, both are refused until TLS is on (LOGINDISABLED, RFC 3501 §6.2.3).
+- authenticated: SELECT, EXAMINE, IDLE (here); CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE,
+  LIST, LSUB, STATUS, APPEND, NAMESPACE (imapmailboxes.py)
+- selected (imapselected.py): CHECK, CLOSE, UNSELECT, EXPUNGE, SEARCH, FETCH, STORE, COPY, MOVE
+  and their UID forms; changes made by other sessions are reported before each tagged reply.
 
-Command lines are limited to 8 KiB (RFC 7162 §4); literals (`{n}`, and `{n+}`, RFC 7888) to
-8 KiB except in APPEND (10 MiB). Errors are `<tag> BAD ...` (syntax, unknown command) or
-`<tag> NO ...` (refused); after 10 errors in a row, or 30 minutes idle (RFC 3501 §5.4), the
+Limits (issue 13 "Hostile clients"): a line is at most 64 KiB; a command's lines and literals
+together at most 64 KiB, except the message literal of APPEND (32 MiB, after login only); before
+login a literal is at most 8 KiB. A synchronizing literal beyond its limit gets a tagged BAD and no
+continuation; a non-synchronizing one (its octets already on the way) gets `* BYE` and the
+connection is closed. Failed logins are answered after a growing delay per source address
+(services/authlimit.py) and close the connection after three. Long commands give way to other
+clients every few milliseconds. Errors are `<tag> BAD ...` (syntax) or `<tag> NO ...` (refused)
+and never repeat client input; after 10 errors in a row, or 30 minutes idle (RFC 3501 §5.4), the
 server says `* BYE` and closes.
 """
 
@@ -23,119 +33,228 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import time
 
-from msgsrv.services.base import MAX_LINE, LineSession, LineTooLong, Service
-from msgsrv.services.imapsyntax import (
-    LITERAL_MARK,
-    Str,
-    SyntaxProblem,
-    quote,
-    sequence_set,
-    tokenize,
-    wildcard_match,
-)
-from msgsrv.store.mailbox import MailboxError
+from msgsrv.services.authlimit import LoginThrottle
+from msgsrv.services.base import LineSession, Service, masked
+from msgsrv.services.imapauth import AuthCommands
+from msgsrv.services.imapmailboxes import MailboxCommands
+from msgsrv.services.imapreply import ANSWERED, Bad, Refused
+from msgsrv.services.imapselected import SelectedCommands
+from msgsrv.services.imapsyntax import LITERAL_MARK, SyntaxProblem, tokenize, valid_mutf7
+from msgsrv.services.imapview import SelectedView
+from msgsrv.store.mailbox import SEP, MailboxError, canonical
 
-CAPABILITIES = "IMAP4rev1 LITERAL+ UNSELECT"
-MAX_LITERAL = MAX_LINE
-MAX_APPEND = 10 * 1024 * 1024
+MAX_LINE = 64 * 1024
+MAX_COMMAND = 64 * 1024
+MAX_PREAUTH_LITERAL = 8 * 1024
+MAX_APPEND = 32 * 1024 * 1024
+IDLE_POLL = 1.0  # seconds between looks at the maildir while a client idles
+BASE_CAPABILITIES = ("IMAP4rev1", "LITERAL+", "ID", "IDLE", "UIDPLUS", "NAMESPACE", "MOVE", "UNSELECT",
+                     "CHILDREN", "SPECIAL-USE", f"APPENDLIMIT={MAX_APPEND}")
 LITERAL_RE = re.compile(rb"\{(\d{1,10})(\+?)\}$")
-FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
-FLAG_NAMES = {f.upper(): f for f in FLAGS}
-TAG_RE = re.compile(r"^[!#$&',\-./0-9:;<=>?@A-Z\[\]^_`a-z|~]{1,64}$")  # RFC 3501 §9 tag: no ( ) { % * " \ +
-BODY_ITEMS = {
-    "RFC822": ("RFC822", "", False), "RFC822.HEADER": ("RFC822.HEADER", "HEADER", True),
-    "RFC822.TEXT": ("RFC822.TEXT", "TEXT", False),
-    "BODY[]": ("BODY[]", "", False), "BODY.PEEK[]": ("BODY[]", "", True),
-    "BODY[HEADER]": ("BODY[HEADER]", "HEADER", False), "BODY.PEEK[HEADER]": ("BODY[HEADER]", "HEADER", True),
-    "BODY[TEXT]": ("BODY[TEXT]", "TEXT", False), "BODY.PEEK[TEXT]": ("BODY[TEXT]", "TEXT", True),
+TAG_RE = re.compile(r"^[!#$&',\-./0-9:;<=>?@A-Z\[^_`a-z|~]{1,64}$")  # RFC 3501 §9 tag
+ANY, NOT_AUTH, AUTH, SELECTED = "any", "not authenticated", "authenticated", "selected"
+COMMANDS = {  # verb -> state it needs
+    "CAPABILITY": ANY, "NOOP": ANY, "LOGOUT": ANY, "ID": ANY,
+    "STARTTLS": NOT_AUTH, "LOGIN": NOT_AUTH, "AUTHENTICATE": NOT_AUTH,
+    "SELECT": AUTH, "EXAMINE": AUTH, "CREATE": AUTH, "DELETE": AUTH, "RENAME": AUTH, "SUBSCRIBE": AUTH,
+    "UNSUBSCRIBE": AUTH, "LIST": AUTH, "LSUB": AUTH, "STATUS": AUTH, "APPEND": AUTH, "NAMESPACE": AUTH,
+    "IDLE": AUTH,
+    "CHECK": SELECTED, "CLOSE": SELECTED, "UNSELECT": SELECTED, "EXPUNGE": SELECTED, "SEARCH": SELECTED,
+    "FETCH": SELECTED, "STORE": SELECTED, "COPY": SELECTED, "MOVE": SELECTED, "UID": SELECTED,
 }
-SEARCH_FLAG_KEYS = {
-    "SEEN": ("\\Seen", True), "UNSEEN": ("\\Seen", False), "DELETED": ("\\Deleted", True),
-    "UNDELETED": ("\\Deleted", False), "FLAGGED": ("\\Flagged", True), "UNFLAGGED": ("\\Flagged", False),
-    "ANSWERED": ("\\Answered", True), "UNANSWERED": ("\\Answered", False), "DRAFT": ("\\Draft", True),
-    "UNDRAFT": ("\\Draft", False),
-}
+NO_EXPUNGE_DURING = ("FETCH", "STORE", "SEARCH")  # RFC 3501 §7.4.1
 
 
-class Refused(Exception):
-    """A command failed: `<tag> NO <text>`."""
+class CommandTooLong(Exception):
+    """A line, literal or command exceeded its limit; TAG is the command's tag when readable."""
+
+    def __init__(self, tag: str | None, text: str, fatal: bool = False):
+        super().__init__(text)
+        self.tag = tag
+        self.fatal = fatal
 
 
-class Bad(Exception):
-    """A command is malformed: `<tag> BAD <text>`."""
-
-
-def _section(data: bytes, part: str) -> bytes:
-    """RFC 3501 §6.4.5: HEADER is up to and including the blank line, TEXT what follows."""
-    if not part:
-        return data
-    end = data.find(b"\r\n\r\n")
-    head, text = (data, b"") if end < 0 else (data[:end + 4], data[end + 4:])
-    return head if part == "HEADER" else text
-
-
-def _flag_list(flags) -> str:
-    return "(" + " ".join(sorted(flags)) + ")"
-
-
-def _internaldate(path) -> str:
-    try:
-        t = path.stat().st_mtime
-    except OSError:
-        t = time.time()
-    return time.strftime('"%d-%b-%Y %H:%M:%S %z"', time.localtime(t))
-
-
-class ImapSession(LineSession):
+class ImapSession(AuthCommands, MailboxCommands, SelectedCommands, LineSession):
     idle_timeout = 30 * 60.0  # RFC 3501 §5.4: at least 30 minutes
 
     def __init__(self, *args):
         super().__init__(*args)
         self.user: str | None = None
-        self.box = None  # the selected Mailbox
-        self.view: list[int] = []  # UID of each message sequence number (index + 1)
-        self.readonly = False
+        self.view: SelectedView | None = None
         self.literals: list[bytes] = []
+        self.tls = self.writer.get_extra_info("ssl_object") is not None
+        self.failed_logins = 0
+        self.bye: str | None = None  # said after the tagged reply, then the connection closes
+        self.slice_start = time.monotonic()
+        self.verb = ""
+        self.out: list[bytes] = []  # replies not yet written: one write (one send) per flush
+        self.out_size = 0
 
-    # -- framing: a command may span lines through literals (RFC 3501 §4.3, §7.5) ----------------
+    @property
+    def store(self):
+        return self.service.store
+
+    @property
+    def address(self) -> str:
+        return self.peer.rpartition(":")[0] or self.peer
+
+    # -- output: gathered, written once per command ------------------------------------------------
+    def send(self, text: str) -> None:
+        self.send_bytes(text.encode("utf-8", "surrogateescape") + b"\r\n")
+
+    def send_bytes(self, data: bytes) -> None:
+        self.out.append(data)
+        self.out_size += len(data)
+
+    def write_out(self) -> None:
+        if self.out:
+            self.writer.write(b"".join(self.out))
+            self.out, self.out_size = [], 0
+
+    async def flush(self) -> None:
+        self.write_out()
+        await self.writer.drain()
+
+    def close(self) -> None:
+        self.write_out()
+        super().close()
+
+    # -- capabilities ------------------------------------------------------------------------------
+    def login_allowed(self) -> bool:
+        return self.tls or not self.service.require_tls
+
+    def capabilities(self) -> str:
+        caps = list(BASE_CAPABILITIES)
+        if self.user is None:
+            if not self.tls and self.service.tls_context is not None:
+                caps.append("STARTTLS")
+            caps += ["AUTH=PLAIN", "SASL-IR"] if self.login_allowed() else ["LOGINDISABLED"]
+        return " ".join(caps)
+
+    # -- framing: lines and literals (RFC 3501 §4.3, §7.5; RFC 7888) --------------------------------
+    async def read_raw_line(self, tag: str | None = None) -> bytes | None:
+        """One line without its end; None at end of input. Raises CommandTooLong past MAX_LINE."""
+        try:
+            raw = await self.reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            return None
+        except asyncio.LimitOverrunError as e:
+            head = await self.reader.readexactly(e.consumed)
+            tail = head[-16:]
+            while True:
+                try:
+                    rest = await self.reader.readuntil(b"\n")
+                    tail = (tail + rest)[-16:]
+                    break
+                except asyncio.LimitOverrunError as e2:
+                    tail = (tail + await self.reader.readexactly(e2.consumed))[-16:]
+            if tag is None:
+                first = head.split(b" ", 1)[0].decode("ascii", "replace")
+                tag = first if TAG_RE.match(first) else None
+            nonsync = re.search(rb"\{\d+\+\}\r?\n$", tail) is not None
+            raise CommandTooLong(tag, f"line too long (more than {MAX_LINE} octets)", fatal=nonsync) from None
+        return raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+
     async def read_command(self) -> str | None:
+        """The next command with its literals in self.literals (`\\0<n>\\0` marks in the text)."""
         self.literals = []
-        line = await self.read_line()
+        line = await self.read_raw_line()
         if line is None:
             return None
-        parts = []
+        first = line.split(b" ", 2)
+        tag = first[0].decode("ascii", "replace")
+        tag = tag if TAG_RE.match(tag) else None
+        is_append = len(first) > 1 and first[1].upper() == b"APPEND"
+        parts, size = [], len(line)
         while True:
             if b"\0" in line:
-                return "\0"  # NUL is never valid: parse() reports it
+                raise CommandTooLong(tag, "NUL in command")  # NUL is never valid (RFC 3501 §9)
             m = LITERAL_RE.search(line)
             if m is None:
                 parts.append(line.decode("utf-8", "surrogateescape"))
                 return "".join(parts)
-            size, nonsync = int(m.group(1)), bool(m.group(2))
-            limit = MAX_APPEND if b" APPEND " in line.upper() or (parts and " APPEND " in parts[0].upper()) \
-                else MAX_LITERAL
-            if size > limit:
-                if nonsync:  # the data is already on its way: no way to resynchronize
-                    self.send(f"* BYE literal too large (more than {limit} octets)")
-                    return None
-                raise LineTooLong()
+            n, nonsync = int(m.group(1)), bool(m.group(2))
+            if self.user is None:
+                limit = MAX_PREAUTH_LITERAL
+            elif is_append:
+                limit = MAX_APPEND
+            else:
+                limit = MAX_COMMAND - size
+            if n > limit or (not is_append and size + n > MAX_COMMAND):
+                raise CommandTooLong(tag, f"literal too large (at most {max(limit, 0)} octets here)", fatal=nonsync)
             parts.append(line[:m.start()].decode("utf-8", "surrogateescape"))
             parts.append(f"{LITERAL_MARK}{len(self.literals)}{LITERAL_MARK}")
             if not nonsync:
                 self.send("+ Ready for literal data")
                 await self.flush()
-            self.literals.append(await self.reader.readexactly(size))
-            line = await self.read_line()
+            self.literals.append(await self.read_literal(n))
+            size += n
+            line = await self.read_raw_line(tag)
             if line is None:
                 return None
+            size += len(line)
+            if size > MAX_COMMAND + (MAX_APPEND if is_append else 0):
+                raise CommandTooLong(tag, "command too long", fatal=True)
+
+    async def read_literal(self, n: int) -> bytearray:
+        """N octets, read in pieces (never one buffer the client announced but did not send)."""
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = await self.reader.read(min(n - len(buf), 1 << 16))
+            if not chunk:
+                raise asyncio.IncompleteReadError(bytes(buf), n)
+            buf += chunk
+        return buf
+
+    # -- the loop ----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        await self.greet()
+        await self.flush()
+        while not self.done:
+            try:
+                line = await asyncio.wait_for(self.read_command(), self.idle_timeout)
+            except TimeoutError:
+                self.on_idle_timeout()
+                await self.flush()
+                return
+            except CommandTooLong as e:
+                self.protocol_error(e.tag, str(e))
+                if e.fatal:
+                    self.send("* BYE command too long, closing connection")
+                    await self.flush()
+                    return
+                await self.flush()
+                continue
+            except asyncio.IncompleteReadError:
+                return
+            if line is None:
+                return
+            self.busy = True
+            self.last = masked(line.replace(LITERAL_MARK, " "))
+            try:
+                await self.dispatch(line)
+                if self.bye:
+                    self.send(f"* BYE {self.bye}")
+                    self.done = True
+                await self.flush()
+            finally:
+                self.busy = False
+            if self.errors >= self.max_errors:
+                self.on_too_many_errors()
+                await self.flush()
+                return
+            if self.service.stopping.is_set():
+                self.on_shutdown()
+                return
 
     def parse(self, line: str):
         tag, _, rest = line.partition(" ")
         if not TAG_RE.match(tag):
             return None, None, ""
-        verb, _, args = rest.strip().partition(" ")
+        verb, _, args = rest.partition(" ")
         return tag, (verb or None), args
 
     async def dispatch(self, line: str) -> None:
@@ -146,27 +265,58 @@ class ImapSession(LineSession):
         if verb is None:
             self.protocol_error(tag, "missing command")
             return
-        method = getattr(self, f"cmd_{verb.upper()}", None) if verb.isalpha() else None
-        if method is None:
-            self.protocol_error(tag, f"unknown command {verb[:40]!r}")
+        verb = verb.upper()
+        self.verb = verb
+        state = COMMANDS.get(verb)
+        if state is None:
+            self.protocol_error(tag, "unknown command")
             return
+        if state == NOT_AUTH and self.user is not None:
+            self.protocol_error(tag, "already logged in")
+            return
+        if state in (AUTH, SELECTED) and self.user is None:
+            self.protocol_error(tag, "log in first")
+            return
+        if state == SELECTED and self.view is None:
+            self.protocol_error(tag, "no mailbox selected")
+            return
+        self.slice_start = time.monotonic()
         try:
             args = tokenize(rest, self.literals)
-            await method(tag, args)
-            self.errors = 0
+            result = await getattr(self, f"cmd_{verb}")(tag, args)
         except (Bad, SyntaxProblem) as e:
             self.protocol_error(tag, str(e))
-        except Refused as e:
+            return
+        except (Refused, MailboxError) as e:
+            self.errors = 0
+            self.sync_selected(verb)
             self.send(f"{tag} NO {e}")
-        except MailboxError as e:  # unknown mailbox or message, invalid name
-            self.send(f"{tag} NO {e}")
+            return
+        self.errors = 0
+        if result is ANSWERED:
+            return
+        self.sync_selected(verb)
+        self.send(f"{tag} OK {result}")
+
+    def sync_selected(self, verb: str) -> None:
+        """Tell the client what changed in the selected mailbox (RFC 3501 §5.2)."""
+        if self.view is None or self.done:
+            return
+        try:
+            lines = self.view.sync(verb not in NO_EXPUNGE_DURING)
+        except MailboxError:
+            self.view = None
+            self.bye = "the selected mailbox was deleted"
+            return
+        for text in lines:
+            self.send(text)
 
     def reply_error(self, tag: str | None, text: str) -> None:
         self.send(f"{tag or '*'} BAD {text}")
 
     async def greet(self) -> None:
         # RFC 3501 §7.1.1: OK greeting with the capabilities as a response code
-        self.send(f"* OK [CAPABILITY {CAPABILITIES}] {self.service.daemon} IMAP4rev1 server ready")
+        self.send(f"* OK [CAPABILITY {self.capabilities()}] {self.service.daemon} IMAP4rev1 server ready")
 
     def on_idle_timeout(self) -> None:
         self.send("* BYE autologout; idle for too long")
@@ -176,355 +326,121 @@ class ImapSession(LineSession):
 
     def on_shutdown(self) -> None:
         self.send("* BYE server shutting down")
+        self.write_out()  # said without waiting (Service.drain)
 
-    # -- state checks ------------------------------------------------------------------------------
-    def need_auth(self) -> None:
-        if self.user is None:
-            raise Bad("log in first")
+    async def breathe(self) -> None:
+        """Let other clients run after a slice of work; never buffer more than 256 KiB of replies."""
+        if self.out_size + self.writer.transport.get_write_buffer_size() > 256 * 1024:
+            await self.flush()
+        if time.monotonic() - self.slice_start > 0.02:
+            await asyncio.sleep(0)
+            self.slice_start = time.monotonic()
 
-    def need_selected(self) -> None:
-        self.need_auth()
-        if self.box is None:
-            raise Bad("no mailbox selected")
-
+    # -- arguments ---------------------------------------------------------------------------------
     @staticmethod
     def want(args: list, n: int, usage: str) -> None:
         if len(args) != n:
             raise Bad(f"usage: {usage}")
 
-    @property
-    def store(self):
-        return self.service.store
-
-    def mailbox_arg(self, arg) -> str:
-        if isinstance(arg, list) or not str(arg):
+    def mailbox_arg(self, arg, creating: bool = False) -> str:
+        """A mailbox name argument (astring), canonical; for CREATE/RENAME also a valid new name."""
+        if isinstance(arg, list):
             raise Bad("invalid mailbox name")
-        return str(arg)
+        name = str(arg)
+        if creating:
+            name = name.rstrip(SEP) if name != SEP else name
+            if "/" in name or not valid_mutf7(name):
+                raise Refused("[CANNOT] invalid mailbox name")
+        if not name or "/" in name:
+            raise Refused("[NONEXISTENT] no such mailbox")
+        return canonical(name)
 
-    # -- any state (RFC 3501 §6.1) -----------------------------------------------------------------
-    async def cmd_CAPABILITY(self, tag, args) -> None:
-        self.send(f"* CAPABILITY {CAPABILITIES}")
-        self.send(f"{tag} OK CAPABILITY completed")
+    # -- any state (RFC 3501 §6.1) -------------------------------------------------------------------
+    async def cmd_CAPABILITY(self, tag, args):
+        self.send(f"* CAPABILITY {self.capabilities()}")
+        return "CAPABILITY completed"
 
-    async def cmd_NOOP(self, tag, args) -> None:
-        if self.box is not None:
-            self.update()
-        self.send(f"{tag} OK NOOP completed")
+    async def cmd_NOOP(self, tag, args):
+        if args:
+            raise Bad("NOOP takes no arguments")
+        return "NOOP completed"
 
-    async def cmd_LOGOUT(self, tag, args) -> None:
+    async def cmd_LOGOUT(self, tag, args):
         self.send(f"* BYE {self.service.daemon} logging out")
         self.send(f"{tag} OK LOGOUT completed")
         self.done = True
+        return ANSWERED
 
-    # -- not authenticated (RFC 3501 §6.2) --------------------------------------------------------
-    async def cmd_LOGIN(self, tag, args) -> None:
-        self.want(args, 2, "LOGIN user password")
-        if self.user is not None:
-            raise Bad("already logged in")
-        user, password = str(args[0]), str(args[1])
-        from msgsrv.store.users import Users
+    async def cmd_ID(self, tag, args):
+        # RFC 2971: NIL or up to 30 field/value pairs; the client's values are not kept
+        if len(args) != 1 or not (isinstance(args[0], list) or str(args[0]).upper() == "NIL"):
+            raise Bad("usage: ID (field value ...) or ID NIL")
+        if isinstance(args[0], list) and (len(args[0]) % 2 or len(args[0]) > 60):
+            raise Bad("ID takes up to 30 field/value pairs")
+        from msgsrv import __version__
 
-        if not await asyncio.to_thread(Users(self.service.root).verify, user, password):
-            self.service.log(f"login failed for {user[:64]!r} from {self.peer}", "Warning")
-            raise Refused("[AUTHENTICATIONFAILED] Authentication failed")  # RFC 5530
-        self.user = user
-        self.store.mailbox(user).ensure()
-        self.send(f"{tag} OK [CAPABILITY {CAPABILITIES}] LOGIN completed")
+        self.send(f'* ID ("name" "msgsrv" "version" "{__version__}")')
+        return "ID completed"
 
-    async def cmd_AUTHENTICATE(self, tag, args) -> None:
-        raise Refused("AUTHENTICATE is not supported; use LOGIN")
-
-    # -- authenticated (RFC 3501 §6.3) -------------------------------------------------------------
-    async def cmd_SELECT(self, tag, args, readonly: bool = False) -> None:
-        self.need_auth()
+    # -- authenticated (RFC 3501 §6.3) ---------------------------------------------------------------
+    async def cmd_SELECT(self, tag, args, readonly: bool = False):
         self.want(args, 1, "SELECT mailbox")
-        self.box = None
+        self.view = None  # RFC 3501 §6.3.1: a failed SELECT leaves no mailbox selected
         box = self.store.mailbox(self.user, self.mailbox_arg(args[0]))
         if not box.exists():
-            raise Refused(f"no such mailbox {box.name}")
-        msgs = box.messages()
-        self.box, self.view, self.readonly = box, [m.uid for m in msgs], readonly
-        self.send(f"* {len(msgs)} EXISTS")
-        self.send("* 0 RECENT")
-        self.send(f"* FLAGS {_flag_list(FLAGS)}")
+            raise Refused("[NONEXISTENT] no such mailbox")
+        view = SelectedView(box, readonly)
+        msgs = view.open()
+        for text in view.flag_lines():
+            self.send(text)
+        self.send(f"* {len(view.uids)} EXISTS")
+        self.send(f"* {len(view.recent)} RECENT")
         unseen = next((i for i, m in enumerate(msgs, 1) if "\\Seen" not in m.flags), None)
         if unseen is not None:
-            self.send(f"* OK [UNSEEN {unseen}] first unseen")
-        self.send(f"* OK [PERMANENTFLAGS {'()' if readonly else _flag_list(FLAGS)}] permanent flags")
+            self.send(f"* OK [UNSEEN {unseen}] First unseen.")
         self.send(f"* OK [UIDVALIDITY {box.uidvalidity}] UIDs valid")
-        self.send(f"* OK [UIDNEXT {box.uidnext}] predicted next UID")
-        mode, verb = ("READ-ONLY", "EXAMINE") if readonly else ("READ-WRITE", "SELECT")
-        self.send(f"{tag} OK [{mode}] {verb} completed")
+        self.send(f"* OK [UIDNEXT {box.uidnext}] Predicted next UID")
+        self.view = view
+        return "[READ-ONLY] EXAMINE completed" if readonly else "[READ-WRITE] SELECT completed"
 
-    async def cmd_EXAMINE(self, tag, args) -> None:
-        await self.cmd_SELECT(tag, args, readonly=True)
+    async def cmd_EXAMINE(self, tag, args):
+        return await self.cmd_SELECT(tag, args, readonly=True)
 
-    async def cmd_CREATE(self, tag, args) -> None:
-        self.need_auth()
-        self.want(args, 1, "CREATE mailbox")
-        self.store.create(self.user, self.mailbox_arg(args[0]).rstrip("/"))
-        self.send(f"{tag} OK CREATE completed")
-
-    async def cmd_DELETE(self, tag, args) -> None:
-        self.need_auth()
-        self.want(args, 1, "DELETE mailbox")
-        name = self.mailbox_arg(args[0])
-        if self.box is not None and self.box.name == self.store.mailbox(self.user, name).name:
-            raise Refused("cannot delete the selected mailbox")
-        self.store.delete(self.user, name)
-        self.send(f"{tag} OK DELETE completed")
-
-    async def cmd_LIST(self, tag, args, verb: str = "LIST") -> None:
-        self.need_auth()
-        self.want(args, 2, f"{verb} reference mailbox")
-        ref, pattern = str(args[0]), str(args[1])
-        if not pattern:
-            self.send(f'* {verb} (\\Noselect) "/" ""')  # RFC 3501 §6.3.8: the delimiter
-        else:
-            for name in self.store.mailboxes(self.user):
-                full = ref + pattern
-                if wildcard_match(full, name) or (name == "INBOX" and wildcard_match(full.upper(), name)):
-                    self.send(f'* {verb} (\\HasNoChildren) "/" {quote(name)}')
-        self.send(f"{tag} OK {verb} completed")
-
-    async def cmd_LSUB(self, tag, args) -> None:
-        await self.cmd_LIST(tag, args, "LSUB")
-
-    async def cmd_SUBSCRIBE(self, tag, args) -> None:
-        self.need_auth()
-        self.send(f"{tag} OK SUBSCRIBE completed")
-
-    async def cmd_UNSUBSCRIBE(self, tag, args) -> None:
-        self.need_auth()
-        self.send(f"{tag} OK UNSUBSCRIBE completed")
-
-    async def cmd_STATUS(self, tag, args) -> None:
-        self.need_auth()
-        if len(args) != 2 or not isinstance(args[1], list):
-            raise Bad("usage: STATUS mailbox (items)")
-        box = self.store.mailbox(self.user, self.mailbox_arg(args[0]))
-        if not box.exists():
-            raise Refused(f"no such mailbox {box.name}")
-        msgs = box.messages()
-        values = {"MESSAGES": len(msgs), "RECENT": 0, "UIDNEXT": box.uidnext, "UIDVALIDITY": box.uidvalidity,
-                  "UNSEEN": sum(1 for m in msgs if "\\Seen" not in m.flags)}
-        out = []
-        for item in args[1]:
-            key = str(item).upper()
-            if key not in values:
-                raise Bad(f"unknown STATUS item {key[:20]}")
-            out.append(f"{key} {values[key]}")
-        self.send(f"* STATUS {quote(box.name)} ({' '.join(out)})")
-        self.send(f"{tag} OK STATUS completed")
-
-    async def cmd_APPEND(self, tag, args) -> None:
-        self.need_auth()
-        if len(args) < 2 or not isinstance(args[-1], Str) or not self.literals:
-            raise Bad("usage: APPEND mailbox [(flags)] [date] {size}")
-        box = self.store.mailbox(self.user, self.mailbox_arg(args[0]))
-        if not box.exists():
-            raise Refused("[TRYCREATE] no such mailbox")
-        flags = frozenset()
-        if len(args) > 2 and isinstance(args[1], list):
-            flags = frozenset(FLAG_NAMES[str(f).upper()] for f in args[1] if str(f).upper() in FLAG_NAMES)
-        uid = box.deliver(self.literals[-1], flags)
-        self.send(f"{tag} OK [APPENDUID {box.uidvalidity} {uid}] APPEND completed")  # RFC 4315 code
-
-    # -- selected (RFC 3501 §6.4) ------------------------------------------------------------------
-    def update(self) -> None:
-        """Report messages that arrived (EXISTS) or vanished elsewhere (EXPUNGE), §7.3.1, §7.4.1."""
-        now = {m.uid for m in self.box.messages()}
-        for seq in range(len(self.view), 0, -1):
-            if self.view[seq - 1] not in now:
-                del self.view[seq - 1]
-                self.send(f"* {seq} EXPUNGE")
-        top = self.view[-1] if self.view else 0
-        new = sorted(u for u in now if u > top)
-        if new:
-            self.view.extend(new)
-            self.send(f"* {len(self.view)} EXISTS")
-
-    async def cmd_CHECK(self, tag, args) -> None:
-        self.need_selected()
-        self.update()
-        self.send(f"{tag} OK CHECK completed")
-
-    async def cmd_CLOSE(self, tag, args) -> None:
-        self.need_selected()
-        if not self.readonly:
-            self.box.expunge()  # RFC 3501 §6.4.2: silently, no EXPUNGE responses
-        self.box, self.view = None, []
-        self.send(f"{tag} OK CLOSE completed")
-
-    async def cmd_UNSELECT(self, tag, args) -> None:
-        self.need_selected()
-        self.box, self.view = None, []
-        self.send(f"{tag} OK UNSELECT completed")
-
-    async def cmd_EXPUNGE(self, tag, args, uids: set[int] | None = None) -> None:
-        self.need_selected()
-        if self.readonly:
-            raise Refused("mailbox is read-only")
-        doomed = {m.uid for m in self.box.messages() if m.deleted and m.uid in self.view}
-        if uids is not None:
-            doomed &= uids
-        gone = set(self.box.remove(doomed))
-        for seq in range(len(self.view), 0, -1):  # high to low: each number stays valid (§7.4.1)
-            if self.view[seq - 1] in gone:
-                del self.view[seq - 1]
-                self.send(f"* {seq} EXPUNGE")
-        self.send(f"{tag} OK EXPUNGE completed")
-
-    def targets(self, text, uid: bool) -> list[tuple[int, int]]:
-        """(sequence number, UID) pairs named by a sequence set or, for UID commands, a UID set."""
-        if isinstance(text, list) or not text:
-            raise Bad("invalid sequence set")
-        if not self.view and "*" in str(text):
-            return []  # `1:*` in an empty mailbox names no message
-        if uid:
-            wanted = set(sequence_set(str(text), self.view[-1] if self.view else 0))
-            return [(i, u) for i, u in enumerate(self.view, 1) if u in wanted]
-        seqs = sequence_set(str(text), len(self.view))
-        if seqs and (seqs[0] < 1 or seqs[-1] > len(self.view)):
-            raise Bad("invalid message sequence number")
-        return [(s, self.view[s - 1]) for s in seqs]
-
-    async def cmd_FETCH(self, tag, args, uid: bool = False) -> None:
-        self.need_selected()
-        if len(args) != 2:
-            raise Bad("usage: FETCH sequence-set items")
-        items = args[1] if isinstance(args[1], list) else [args[1]]
-        names = [str(i).upper() for i in items]
-        if names == ["FAST"] or names == ["ALL"] or names == ["FULL"]:
-            names = ["FLAGS", "INTERNALDATE", "RFC822.SIZE"]
-        for n in names:
-            if n not in BODY_ITEMS and n not in ("FLAGS", "UID", "RFC822.SIZE", "INTERNALDATE"):
-                raise Bad(f"unsupported FETCH item {n[:40]}")
-        if uid and "UID" not in names:
-            names.insert(0, "UID")
-        for seq, u in self.targets(args[0], uid):
-            try:
-                self.send_bytes(self.fetch_one(seq, u, names))
-            except MailboxError:
-                continue  # expunged by another session meanwhile; reported at the next NOOP
-            if self.writer.transport.get_write_buffer_size() > 256 * 1024:
+    async def cmd_IDLE(self, tag, args):
+        """RFC 2177: updates as they happen until the client says DONE."""
+        if args:
+            raise Bad("IDLE takes no arguments")
+        self.send("+ idling")
+        await self.flush()
+        service = self.service
+        reading = asyncio.ensure_future(self.read_raw_line(tag))
+        stopping = asyncio.ensure_future(service.stopping.wait())
+        deadline = time.monotonic() + self.idle_timeout
+        try:
+            while True:
+                self.sync_selected("IDLE")
+                if self.bye:
+                    return ANSWERED
                 await self.flush()
-        self.send(f"{tag} OK {'UID ' if uid else ''}FETCH completed")
-
-    def fetch_one(self, seq: int, uid: int, names: list[str]) -> bytes:
-        msg = self.box.message(uid)
-        flags = msg.flags
-        parts: list[bytes] = []
-        seen = False
-        data = None
-        for n in names:
-            if n == "UID":
-                parts.append(f"UID {uid}".encode())
-            elif n == "RFC822.SIZE":
-                parts.append(f"RFC822.SIZE {msg.size}".encode())
-            elif n == "INTERNALDATE":
-                parts.append(f"INTERNALDATE {_internaldate(msg.path)}".encode())
-            elif n == "FLAGS":
-                parts.append(b"FLAGS")  # filled in below, after \Seen may have been set
-            else:
-                label, section, peek = BODY_ITEMS[n]
-                if data is None:
-                    data = self.box.read(uid)
-                body = _section(data, section)
-                parts.append(f"{label} {{{len(body)}}}\r\n".encode() + body)
-                seen = seen or not peek
-        if seen and not self.readonly and "\\Seen" not in flags:
-            flags = self.box.set_flags(uid, add=frozenset({"\\Seen"}))  # §6.4.5: fetching the body sets \Seen
-            if "FLAGS" not in names:
-                parts.append(b"FLAGS")
-        flag_text = f"FLAGS {_flag_list(flags)}".encode()
-        parts = [flag_text if p == b"FLAGS" else p for p in parts]
-        return f"* {seq} FETCH (".encode() + b" ".join(parts) + b")\r\n"
-
-    async def cmd_STORE(self, tag, args, uid: bool = False) -> None:
-        self.need_selected()
-        if self.readonly:
-            raise Refused("mailbox is read-only")
-        if len(args) < 3:
-            raise Bad("usage: STORE sequence-set (+|-)FLAGS[.SILENT] (flags)")
-        mode = str(args[1]).upper()
-        base = mode.removesuffix(".SILENT")
-        if base not in ("FLAGS", "+FLAGS", "-FLAGS"):
-            raise Bad(f"invalid STORE item {mode[:20]}")
-        given = args[2] if isinstance(args[2], list) else args[2:]
-        flags = frozenset(FLAG_NAMES[str(f).upper()] for f in given if str(f).upper() in FLAG_NAMES)
-        for seq, u in self.targets(args[0], uid):
-            try:
-                if base == "FLAGS":
-                    new = self.box.set_flags(u, replace=flags)
-                elif base == "+FLAGS":
-                    new = self.box.set_flags(u, add=flags)
-                else:
-                    new = self.box.set_flags(u, remove=flags)
-            except MailboxError:
-                continue
-            if not mode.endswith(".SILENT"):
-                uid_part = f"UID {u} " if uid else ""
-                self.send(f"* {seq} FETCH ({uid_part}FLAGS {_flag_list(new)})")
-        self.send(f"{tag} OK {'UID ' if uid else ''}STORE completed")
-
-    async def cmd_COPY(self, tag, args, uid: bool = False) -> None:
-        self.need_selected()
-        self.want(args, 2, "COPY sequence-set mailbox")
-        target = self.store.mailbox(self.user, self.mailbox_arg(args[1]))
-        if not target.exists():
-            raise Refused("[TRYCREATE] no such mailbox")
-        for _seq, u in self.targets(args[0], uid):
-            try:
-                target.deliver(self.box.read(u), self.box.message(u).flags)
-            except MailboxError:
-                continue
-        self.send(f"{tag} OK {'UID ' if uid else ''}COPY completed")
-
-    async def cmd_SEARCH(self, tag, args, uid: bool = False) -> None:
-        self.need_selected()
-        if args and str(args[0]).upper() == "CHARSET":
-            args = args[2:]
-        pairs = list(enumerate(self.view, 1))
-        msgs = {m.uid: m for m in self.box.messages()}
-        i = 0
-        while i < len(args):
-            key = args[i]
-            word = str(key).upper() if not isinstance(key, list) else ""
-            if word == "ALL":
-                pass
-            elif word in SEARCH_FLAG_KEYS:
-                flag, present = SEARCH_FLAG_KEYS[word]
-                pairs = [(s, u) for s, u in pairs if u in msgs and (flag in msgs[u].flags) == present]
-            elif word == "UID" and i + 1 < len(args):
-                i += 1
-                wanted = {u for _, u in self.targets(args[i], True)}
-                pairs = [(s, u) for s, u in pairs if u in wanted]
-            elif word and (word[0].isdigit() or word[0] == "*"):
-                wanted = {s for s, _ in self.targets(key, False)}
-                pairs = [(s, u) for s, u in pairs if s in wanted]
-            else:
-                raise Bad(f"unsupported SEARCH key {word[:20] or '(list)'}")
-            i += 1
-        found = " ".join(str(u if uid else s) for s, u in pairs)
-        self.send(f"* SEARCH {found}".rstrip())
-        self.send(f"{tag} OK {'UID ' if uid else ''}SEARCH completed")
-
-    async def cmd_UID(self, tag, args) -> None:
-        if not args:
-            raise Bad("usage: UID FETCH|STORE|COPY|SEARCH|EXPUNGE ...")
-        sub = str(args[0]).upper()
-        if sub == "EXPUNGE":  # RFC 4315 §2.1
-            self.need_selected()
-            if len(args) != 2:
-                raise Bad("usage: UID EXPUNGE uid-set")
-            await self.cmd_EXPUNGE(tag, [], {u for _, u in self.targets(args[1], True)})
-            return
-        method = {"FETCH": self.cmd_FETCH, "STORE": self.cmd_STORE, "COPY": self.cmd_COPY,
-                  "SEARCH": self.cmd_SEARCH}.get(sub)
-        if method is None:
-            raise Bad(f"unknown UID command {sub[:20]}")
-        await method(tag, args[1:], uid=True)
+                changed = asyncio.ensure_future(service.changed.wait())
+                done, _ = await asyncio.wait({reading, stopping, changed}, timeout=IDLE_POLL,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+                if reading in done:
+                    line = reading.result()
+                    if line is None:
+                        self.done = True
+                        return ANSWERED
+                    if line.strip().upper() != b"DONE":
+                        raise Bad("expected DONE")
+                    return "IDLE terminated"
+                if stopping in done or time.monotonic() > deadline:
+                    self.bye = "server shutting down" if stopping in done else "autologout; idle for too long"
+                    return ANSWERED
+        finally:
+            for task in (reading, stopping):
+                if not task.done():
+                    task.cancel()
 
 
 class ImapService(Service):
@@ -533,11 +449,45 @@ class ImapService(Service):
     def __init__(self, root):
         super().__init__(root)
         from msgsrv.store.mailbox import Store
+        from msgsrv.store.users import Users, VerifiedLogins
 
         self.store = Store(root)
+        self.logins = VerifiedLogins(Users(root))
+        self.throttle = LoginThrottle()
+        self.require_tls = self.config.get_bool("local.requiretls")
+        self.tls_context: ssl.SSLContext | None = None
+        self.changed = asyncio.Event()
+
+    def pulse(self) -> None:
+        """Wake idling sessions of this process: a mailbox changed."""
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def make_tls_context(self) -> ssl.SSLContext | None:
+        from msgsrv.tls import TlsError, server_context
+
+        try:
+            return server_context(self.root, self.config)
+        except (TlsError, OSError) as e:
+            self.log(f"TLS unavailable (no STARTTLS, no IMAPS): {e}", "Error")
+            return None
+
+    async def serve_on(self, host: str, port: int, context: ssl.SSLContext | None) -> None:
+        sock = self.bound(host, port)
+
+        async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self.run_session(ImapSession(self, reader, writer))
+
+        self.servers.append(await asyncio.start_server(client, sock=sock, limit=MAX_LINE + 2, ssl=context,
+                                                       ssl_handshake_timeout=30 if context else None))
 
     async def bind(self) -> None:
-        await self.listen(self.port("service.imap.port"), ImapSession, self.public_host())
+        host = self.public_host()
+        self.changed = asyncio.Event()
+        self.tls_context = self.make_tls_context()
+        await self.serve_on(host, self.port("service.imap.port"), None)
+        if self.tls_context is not None and self.config.get_bool("service.imap.enablesslport"):
+            await self.serve_on(host, self.port("service.imap.sslport"), self.tls_context)
 
 
 SERVICE = ImapService

@@ -1,12 +1,17 @@
-"""PopService: the POP3 server `popd` (RFC 1939), on `service.pop.port`.
+"""PopService: the POP3 server `popd` (RFC 1939), on `service.pop.port` and, over implicit TLS
+(RFC 8314), on `service.pop.sslport` (POP3S; `service.pop.enablesslport no` turns it off).
 
-- AUTHORIZATION state: CAPA (RFC 2449), USER, PASS, QUIT
+- AUTHORIZATION state: CAPA (RFC 2449), STLS (RFC 2595), USER, PASS, QUIT
 - TRANSACTION state: STAT, LIST, UIDL, RETR, TOP, DELE, RSET, NOOP, CAPA, QUIT
 
 The maildrop is the user's INBOX as it was at PASS. DELE only marks; the marked messages are
 removed when QUIT ends the session (the UPDATE state, RFC 1939 §6); a dropped connection
 removes nothing. Errors are `-ERR ...` (a bad password: `-ERR [AUTH] ...`, RFC 3206). After 10
 errors in a row, or 10 minutes idle (RFC 1939 §3), the connection is closed.
+
+Passwords: with `local.requiretls yes`, USER/PASS on a cleartext connection is refused (and CAPA
+leaves USER out until STLS, RFC 2595 §4). Each wrong password is answered after a delay that grows
+per source address, and the third on one connection closes it (services/logins.py).
 
 The greeting names the process and its worker index, e.g. `+OK popd[4242] worker 2 POP3 server
 ready`, so one can see which of the `service.pop.numprocesses` workers (they share the port
@@ -15,12 +20,10 @@ through SO_REUSEPORT) took a connection.
 
 from __future__ import annotations
 
-import asyncio
-
 from msgsrv.services.base import LineSession, Service
 from msgsrv.store.mailbox import MailboxError
 
-CAPABILITIES = ("USER", "UIDL", "TOP", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "IMPLEMENTATION msgsrv")
+CAPABILITIES = ("UIDL", "TOP", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "IMPLEMENTATION msgsrv")
 
 
 def dot_stuffed(data: bytes) -> bytes:
@@ -43,6 +46,7 @@ class PopSession(LineSession):
         self.box = None
         self.drop = []  # Messages of the maildrop, numbered from 1
         self.deleted: set[int] = set()  # message numbers marked by DELE
+        self.login_failures = 0  # wrong passwords on this connection
 
     async def greet(self) -> None:
         s = self.service
@@ -73,15 +77,37 @@ class PopSession(LineSession):
         return [(n, m) for n, m in enumerate(self.drop, 1) if n not in self.deleted]
 
     # -- AUTHORIZATION (RFC 1939 §4, §7) --------------------------------------------------------------
+    def plaintext_refused(self) -> bool:
+        """`local.requiretls yes` and this connection is not encrypted."""
+        return self.service.require_tls and not self.secure
+
     async def cmd_CAPA(self, tag, rest: str) -> None:
         self.send("+OK capability list follows")
+        if self.user is None and not self.secure:
+            self.send("STLS")
+        if self.user is None and not self.plaintext_refused():
+            self.send("USER")  # RFC 2595 §4: not offered while plaintext passwords are refused
         for cap in CAPABILITIES:
             self.send(cap)
         self.send(".")
 
+    async def cmd_STLS(self, tag, rest: str) -> None:
+        # RFC 2595 §4: only in the AUTHORIZATION state, only once
+        if self.secure:
+            self.reply_error(None, "command not permitted when TLS active")
+            return
+        if self.user is not None or self.user_given is not None:
+            self.reply_error(None, "STLS only before USER")
+            return
+        self.send("+OK begin TLS negotiation")
+        await self.start_tls(self.service.tls_context())
+
     async def cmd_USER(self, tag, rest: str) -> None:
         if self.user is not None:
             self.reply_error(None, "already logged in")
+            return
+        if self.plaintext_refused():
+            self.reply_error(None, "[AUTH] plaintext authentication disallowed on non-secure connections; use STLS")
             return
         name = rest.strip()
         if not name:
@@ -97,11 +123,14 @@ class PopSession(LineSession):
         if self.user_given is None:
             self.reply_error(None, "send USER first")
             return
-        from msgsrv.store.users import Users
-
         user, self.user_given = self.user_given, None
-        if not await asyncio.to_thread(Users(self.service.root).verify, user, rest):
-            self.service.log(f"login failed for {user[:64]!r} from {self.peer}", "Warning")
+        guard, address = self.service.logins, self.peer.rpartition(":")[0]
+        if not await guard.verify(user, rest, address):
+            self.login_failures += 1
+            if await guard.failed(user, address, self.login_failures):
+                self.send("-ERR [AUTH] invalid user name or password; too many failures, closing connection")
+                self.done = True
+                return
             self.send("-ERR [AUTH] invalid user name or password")
             return
         try:
@@ -200,12 +229,18 @@ class PopService(Service):
 
     def __init__(self, root):
         super().__init__(root)
+        from msgsrv.services.logins import LoginGuard
         from msgsrv.store.mailbox import Store
 
         self.store = Store(root)
+        self.logins = LoginGuard(self)
+        self.require_tls = self.config.get_bool("local.requiretls")
 
     async def bind(self) -> None:
+        context = self.tls_context()  # STLS needs it too: a certificate that cannot load stops the start
         await self.listen(self.port("service.pop.port"), PopSession, self.public_host())
+        if self.config.get_bool("service.pop.enablesslport"):
+            await self.listen(self.port("service.pop.sslport"), PopSession, self.public_host(), tls=context)
 
 
 SERVICE = PopService

@@ -1,296 +1,124 @@
-"""Store: the on-disk message store under `data/store/` (SPEC §3 "Built-in services").
+"""Store: the message store under `data/store/`, kept as standard Maildir++ (SPEC §4 "Store").
 
-Layout, maildir-like (one folder per user and mailbox; directories 0700, files 0600)::
+Layout (directories 0700, files 0600), the one Dovecot reads with `mail_location =
+maildir:<server root>/data/store/%u`, so either server can serve the same mailboxes::
 
-    data/store/<user>/<mailbox>/
-        tmp/                          deliveries being written
-        cur/<uid>,S=<size>:2,<flags>  one file per message (Maildir++ size, Maildir flags)
-        uidvalidity                   decimal, written once when the mailbox is created
-        uidnext                       decimal, next UID; also the mailbox lock (flock)
+    data/store/<user>/                the user's INBOX and the root of their folders
+        cur/ new/ tmp/                messages (file names: msgsrv/store/maildirname.py)
+        dovecot-uidlist               UIDs and UIDVALIDITY (msgsrv/store/uidlist.py)
+        dovecot-keywords              keyword letters a-z
+        dovecot-uidvalidity           the last UIDVALIDITY handed out for this user (hex)
+        subscriptions                 subscribed mailbox names, one per line
+        msgsrv-recent                 the first UID still \\Recent (msgsrv's own; Dovecot ignores it)
+        msgsrv-lock, msgsrv-userlock  flock targets (mailbox lock, user lock)
+        .Sent/  .Sent.2024/           folder "Sent" and its child "Sent.2024" (maildirfolder marker)
 
-Mailbox names are percent-encoded into one directory name ("Sent Items" -> "Sent%20Items",
-"a/b" -> "a%2Fb"); `INBOX` is case-insensitive (RFC 3501 §5.1). Messages are stored with CRLF
-line ends, so sizes are the octet counts IMAP and POP send.
+The hierarchy delimiter is `.` (Dovecot's and Courier's for Maildir++); a `/` given to this API is
+taken as the delimiter too, so `mboxutil -c user/alice/a/b` makes `a.b`. INBOX is case-insensitive
+(RFC 3501 §5.1). Messages are stored with CRLF line ends, so sizes are the octets IMAP and POP send.
 
-Delivery is atomic: the message is written and fsynced under `tmp/`, then, holding the mailbox
-lock, renamed into `cur/` under the next UID. A reader sees a whole message or none. Flags are
-changed by renaming the file (Maildir letters: D=\\Draft F=\\Flagged R=\\Answered S=\\Seen
-T=\\Deleted), expunge unlinks the files marked T.
+Delivery is atomic and durable: the message is written and fsynced under `tmp/`, then, holding the
+mailbox lock, renamed into `new/` (or `cur/` when it has flags) and its UID appended to
+dovecot-uidlist. A reader sees a whole message or none; a kill between the rename and the UID record
+leaves a message that the next reader numbers, so nothing accepted is lost. (The directories are not
+fsynced per message: that halved the delivery rate; the rename reaches the disk with the file
+system's next journal commit, at the latest with the next delivery's fsync.) Flags
+live in the file name (renames), expunge unlinks, and a UIDVALIDITY is never handed out twice for
+a user, so a name re-created after DELETE never repeats one (RFC 3501 §2.3.1.1).
 
-API (used by imapd, popd, the dispatcher and mboxutil)::
+API (used by imapd, popd, the dispatcher and mboxutil; Mailbox lives in store/maildir.py)::
 
     store = Store(root)
     store.mailboxes("alice")                    # -> ["INBOX", "Sent", ...]
     store.create("alice", "Sent")               # MailboxError if it exists
     store.delete("alice", "Sent")               # MailboxError for INBOX or unknown
+    store.rename("alice", "Sent", "Old")        # children move along; INBOX: its messages move
+    store.subscriptions("alice"); store.subscribe("alice", "Sent", on=True)
     uid = store.deliver("alice", b"...")        # into INBOX (created on first delivery)
     store.messages("alice", "INBOX")            # -> [Message(uid, size, flags, path), ...]
     box = store.mailbox("alice", "INBOX")       # a Mailbox: messages(), message(uid), read(uid),
-                                                #   set_flags(), expunge(), remove(uids),
-                                                #   uidvalidity, uidnext
+                                                #   deliver(), copy_in(), set_flags(), expunge(),
+                                                #   remove(uids), uidvalidity, uidnext, recent
     store.users()                               # user names that have a store folder
     store.delete_user("alice")                  # every mailbox of the user
 """
 
 from __future__ import annotations
 
-import fcntl
-import itertools
 import os
 import shutil
-import time
-from dataclasses import dataclass
+import uuid
+from collections import OrderedDict
 from pathlib import Path
-from urllib.parse import quote, unquote
 
-from msgsrv.errors import OperationFailed
 from msgsrv.paths import ServerRoot
+from msgsrv.store import maildirname as mn
+from msgsrv.store.listing import Message
+from msgsrv.store.maildir import Mailbox, MailboxError, locked_file, mkdir_private, next_uidvalidity, normalize_crlf
 from msgsrv.store.users import valid_name
 
 INBOX = "INBOX"
-FLAG_LETTERS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S", "\\Deleted": "T"}
-LETTER_FLAGS = {v: k for k, v in FLAG_LETTERS.items()}
-SYSTEM_FLAGS = frozenset(FLAG_LETTERS)
-_counter = itertools.count()
-
-
-class MailboxError(OperationFailed):
-    """A store operation was refused (unknown or invalid user or mailbox, INBOX not deletable)."""
-
-
-@dataclass(frozen=True)
-class Message:
-    uid: int
-    size: int
-    flags: frozenset[str]
-    path: Path
-
-    @property
-    def deleted(self) -> bool:
-        return "\\Deleted" in self.flags
+SEP = "."
+FLAG_LETTERS = mn.FLAG_LETTERS
+SYSTEM_FLAGS = mn.SYSTEM_FLAGS
+MAX_NAME = 200  # characters of a mailbox name (a directory name is at most 255 octets)
+__all__ = ["INBOX", "SEP", "Mailbox", "MailboxError", "Message", "Store", "canonical", "normalize_crlf"]
 
 
 def canonical(mbox: str) -> str:
-    """RFC 3501 §5.1: INBOX in any case is INBOX; other names are kept as given."""
-    return INBOX if mbox.upper() == INBOX else mbox
+    """RFC 3501 §5.1: INBOX in any case is INBOX (also as the first level); `/` is the delimiter."""
+    mbox = mbox.replace("/", SEP)
+    head, sep, rest = mbox.partition(SEP)
+    return INBOX + sep + rest if head.upper() == INBOX else mbox
 
 
-def _dir_name(mbox: str) -> str:
-    mbox = canonical(mbox)
-    if not mbox or mbox in (".", "..") or any(ord(ch) < 32 or ord(ch) == 127 for ch in mbox) or len(mbox) > 200:
-        raise MailboxError(f"invalid mailbox name {mbox!r}")
-    return quote(mbox, safe="")
-
-
-def normalize_crlf(data: bytes) -> bytes:
-    """Every line end as CRLF (RFC 5322 §2.3), the form IMAP and POP send."""
-    if b"\n" not in data:
-        return data
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
-def _file_name(uid: int, size: int, flags: frozenset[str]) -> str:
-    letters = "".join(sorted(FLAG_LETTERS[f] for f in flags if f in FLAG_LETTERS))
-    return f"{uid},S={size}:2,{letters}"
-
-
-def _parse_name(name: str) -> tuple[int, int, frozenset[str]] | None:
-    try:
-        head, _, letters = name.partition(":2,")
-        uid_text, _, size_text = head.partition(",S=")
-        return int(uid_text), int(size_text), frozenset(LETTER_FLAGS[c] for c in letters if c in LETTER_FLAGS)
-    except ValueError:
-        return None
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)  # RFC 5321 §6.1: once accepted, a message must not be lost
-    finally:
-        os.close(fd)
-
-
-class Mailbox:
-    """One mailbox folder. Reading needs no lock; UID allocation and flag changes take it."""
-
-    def __init__(self, path: Path, name: str):
-        self.path = path
-        self.name = name
-        self._names: dict[int, str] = {}  # uid -> current file name, refreshed by messages()
-
-    @property
-    def cur(self) -> Path:
-        return self.path / "cur"
-
-    def exists(self) -> bool:
-        return (self.path / "cur").is_dir()
-
-    def ensure(self) -> Mailbox:
-        """Create the folder (idempotent); a new mailbox gets a UIDVALIDITY (RFC 3501 §2.3.1.1)."""
-        if self.exists():
-            return self
-        self.path.parent.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for d in (self.path.parent, self.path, self.path / "tmp", self.path / "cur"):
-            d.mkdir(mode=0o700, exist_ok=True)  # each level 0700, whatever the umask
-        validity = self.path / "uidvalidity"
-        try:
-            fd = os.open(validity, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except FileExistsError:
-            return self
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{int(time.time())}\n")
-        return self
-
-    @property
-    def uidvalidity(self) -> int:
-        try:
-            return int((self.path / "uidvalidity").read_text().strip() or 1)
-        except (OSError, ValueError):
-            return 1
-
-    @property
-    def uidnext(self) -> int:
-        try:
-            text = (self.path / "uidnext").read_text().strip()
-            return max(int(text), self._max_uid() + 1) if text else self._max_uid() + 1
-        except (OSError, ValueError):
-            return self._max_uid() + 1
-
-    def _max_uid(self) -> int:
-        return max((m.uid for m in self.messages()), default=0)
-
-    # -- reading -------------------------------------------------------------------
-    def messages(self) -> list[Message]:
-        """Messages in UID order (ascending), read from the directory now."""
-        try:
-            names = os.listdir(self.cur)
-        except FileNotFoundError:
-            raise MailboxError(f"no such mailbox {self.name!r}") from None
-        out = []
-        self._names = {}
-        for name in names:
-            parsed = _parse_name(name)
-            if parsed is not None:
-                uid, size, flags = parsed
-                self._names[uid] = name
-                out.append(Message(uid, size, flags, self.cur / name))
-        out.sort(key=lambda m: m.uid)
-        return out
-
-    def _path(self, uid: int) -> Path:
-        name = self._names.get(uid)
-        if name is None:
-            self.messages()
-            name = self._names.get(uid)
-            if name is None:
-                raise MailboxError(f"no message with UID {uid} in {self.name!r}")
-        return self.cur / name
-
-    def message(self, uid: int) -> Message:
-        """The Message with UID, from the last listing (re-listed when UID is not in it)."""
-        path = self._path(uid)
-        _, size, flags = _parse_name(path.name)
-        return Message(uid, size, flags, path)
-
-    def read(self, uid: int) -> bytes:
-        """The message with UID (its file may have been renamed by a flag change meanwhile)."""
-        for _ in range(3):
-            try:
-                return self._path(uid).read_bytes()
-            except FileNotFoundError:
-                self._names.pop(uid, None)
-        raise MailboxError(f"no message with UID {uid} in {self.name!r}")
-
-    # -- writing -------------------------------------------------------------------
-    def _lock(self) -> int:
-        fd = os.open(self.path / "uidnext", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return fd
-
-    def deliver(self, data: bytes, flags: frozenset[str] = frozenset()) -> int:
-        """Store DATA (line ends made CRLF) as a new message; returns its UID."""
-        data = normalize_crlf(data)
-        self.ensure()
-        tmp = self.path / "tmp" / f"{time.time_ns()}.{os.getpid()}.{next(_counter)}"
-        _write_file(tmp, data)
-        fd = self._lock()
-        try:
-            text = os.pread(fd, 32, 0).strip()
-            uid = int(text) if text.isdigit() else self._max_uid() + 1
-            name = _file_name(uid, len(data), flags)
-            os.rename(tmp, self.cur / name)
-            nxt = f"{uid + 1}\n".encode()
-            os.pwrite(fd, nxt, 0)
-            os.ftruncate(fd, len(nxt))
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        finally:
-            os.close(fd)  # releases the lock
-        self._names[uid] = name
-        return uid
-
-    def set_flags(self, uid: int, add: frozenset[str] = frozenset(), remove: frozenset[str] = frozenset(),
-                  replace: frozenset[str] | None = None) -> frozenset[str]:
-        """Change the flags of UID (system flags only are kept); returns the new flags."""
-        fd = self._lock()
-        try:
-            for _ in range(3):
-                path = self._path(uid)
-                parsed = _parse_name(path.name)
-                if parsed is None:
-                    break
-                _, size, flags = parsed
-                new = (replace if replace is not None else (flags | add) - remove) & SYSTEM_FLAGS
-                name = _file_name(uid, size, new)
-                if name == path.name:
-                    return new
-                try:
-                    os.rename(path, self.cur / name)
-                except FileNotFoundError:
-                    self._names.pop(uid, None)
-                    continue
-                self._names[uid] = name
-                return new
-        finally:
-            os.close(fd)
-        raise MailboxError(f"no message with UID {uid} in {self.name!r}")
-
-    def remove(self, uids: list[int] | set[int]) -> list[int]:
-        """Remove the messages with these UIDs now; returns the UIDs actually removed."""
-        gone = []
-        for uid in sorted(uids):
-            try:
-                self._path(uid).unlink()
-                gone.append(uid)
-            except (FileNotFoundError, MailboxError):
-                pass
-            self._names.pop(uid, None)
-        return gone
-
-    def expunge(self) -> list[int]:
-        """RFC 3501 §6.4.3: remove every message flagged \\Deleted; returns their UIDs."""
-        return self.remove([m.uid for m in self.messages() if m.deleted])
+def valid_mailbox_name(mbox: str) -> bool:
+    """A name the store can hold: non-empty levels, no control characters, not too long."""
+    if not mbox or len(mbox) > MAX_NAME or mbox.startswith("~"):
+        return False
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in mbox):
+        return False
+    return all(level and level not in (".", "..") for level in mbox.split(SEP))
 
 
 class Store:
     """The message store of one server root (`root.store_dir`)."""
 
+    CACHED = 64  # Mailbox objects kept per Store: their listings are re-read incrementally
+
     def __init__(self, root: ServerRoot):
         self.base = root.store_dir
+        self._checked: set[str] = set()
+        self._boxes: OrderedDict[tuple[str, str], Mailbox] = OrderedDict()
 
     def _user_dir(self, user: str) -> Path:
         if not valid_name(user):
             raise MailboxError(f"invalid user name {user!r}")
-        return self.base / user
+        path = self.base / user
+        if user not in self._checked:
+            from msgsrv.store.legacy import migrate
+
+            migrate(path, next_uidvalidity)
+            self._checked.add(user)
+        return path
+
+    def _path(self, user_dir: Path, name: str) -> Path:
+        return user_dir if name == INBOX else user_dir / (SEP + name)
 
     def mailbox(self, user: str, mbox: str = INBOX) -> Mailbox:
         """The Mailbox object for USER/MBOX (it need not exist yet: see Mailbox.exists)."""
-        return Mailbox(self._user_dir(user) / _dir_name(mbox), canonical(mbox))
+        name = canonical(mbox)
+        box = self._boxes.get((user, name))
+        if box is not None:
+            self._boxes.move_to_end((user, name))
+            return box
+        if not valid_mailbox_name(name):
+            raise MailboxError(f"invalid mailbox name {mbox!r}")
+        user_dir = self._user_dir(user)
+        box = self._boxes[(user, name)] = Mailbox(user_dir, self._path(user_dir, name), name)
+        if len(self._boxes) > self.CACHED:
+            self._boxes.popitem(last=False)
+        return box
 
     def users(self) -> list[str]:
         try:
@@ -300,11 +128,15 @@ class Store:
 
     def mailboxes(self, user: str) -> list[str]:
         """USER's mailbox names, INBOX first, then sorted."""
+        user_dir = self._user_dir(user)
         try:
-            names = [unquote(n) for n in os.listdir(self._user_dir(user))
-                     if (self._user_dir(user) / n / "cur").is_dir()]
+            entries = os.listdir(user_dir)
         except FileNotFoundError:
             return []
+        names = [e[1:] for e in entries if e.startswith(SEP) and valid_mailbox_name(e[1:])
+                 and (user_dir / e / "cur").is_dir()]
+        if (user_dir / "cur").is_dir():
+            names.append(INBOX)
         return sorted(names, key=lambda n: (n != INBOX, n))
 
     def create(self, user: str, mbox: str) -> Mailbox:
@@ -314,14 +146,68 @@ class Store:
         return box.ensure()
 
     def delete(self, user: str, mbox: str) -> None:
-        """RFC 3501 §6.3.4: INBOX cannot be deleted."""
+        """RFC 3501 §6.3.4: INBOX cannot be deleted; children stay (the name becomes \\Noselect)."""
         box = self.mailbox(user, mbox)
         if box.name == INBOX:
             raise MailboxError("INBOX cannot be deleted")
         if not box.exists():
             raise MailboxError(f"no mailbox {box.name!r} for {user!r}")
-        shutil.rmtree(box.path)
+        trash = box.user_dir / f"..msgsrv-trash.{uuid.uuid4().hex}"
+        os.rename(box.path, trash)  # gone at once for every reader; then removed
+        shutil.rmtree(trash, ignore_errors=True)
 
+    def rename(self, user: str, old: str, new: str) -> None:
+        """RFC 3501 §6.3.5: OLD and its children become NEW; renaming INBOX moves its messages."""
+        src, dst = self.mailbox(user, old), self.mailbox(user, new)
+        if dst.name == INBOX or dst.exists() or self.children(user, dst.name):
+            raise MailboxError(f"mailbox {dst.name!r} of {user!r} already exists")
+        if src.name == INBOX:
+            if not src.exists():
+                raise MailboxError(f"no mailbox {src.name!r} for {user!r}")
+            msgs = src.messages()
+            dst.ensure()
+            dst.copy_in([(m.path, m.flags, None) for m in msgs])
+            src.remove([m.uid for m in msgs])
+            return
+        kids = self.children(user, src.name)
+        if not src.exists() and not kids:
+            raise MailboxError(f"no mailbox {src.name!r} for {user!r}")
+        if dst.name.startswith(src.name + SEP):
+            raise MailboxError(f"cannot move {src.name!r} into itself")
+        with locked_file(src.user_dir / "msgsrv-userlock"):
+            for name in ([src.name] if src.exists() else []) + kids:
+                target = dst.name + name[len(src.name):]
+                os.rename(self._path(src.user_dir, name), self._path(src.user_dir, target))
+
+    def children(self, user: str, mbox: str) -> list[str]:
+        """Existing mailboxes below MBOX in the hierarchy."""
+        prefix = canonical(mbox) + SEP
+        return [n for n in self.mailboxes(user) if n.startswith(prefix)]
+
+    # -- subscriptions (Maildir++ `subscriptions` file, one name per line) ------------------------
+    def subscriptions(self, user: str) -> list[str]:
+        try:
+            text = (self._user_dir(user) / "subscriptions").read_text("utf-8", "surrogateescape")
+        except FileNotFoundError:
+            return []
+        return [line for line in text.split("\n") if line]
+
+    def subscribe(self, user: str, mbox: str, on: bool = True) -> None:
+        name = canonical(mbox)
+        if not valid_mailbox_name(name):
+            raise MailboxError(f"invalid mailbox name {mbox!r}")
+        user_dir = self._user_dir(user)
+        user_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mkdir_private(user_dir)
+        with locked_file(user_dir / "msgsrv-userlock"):
+            names = [n for n in self.subscriptions(user) if n != name] + ([name] if on else [])
+            path = user_dir / "subscriptions"
+            tmp = path.with_name(f"subscriptions.{os.getpid()}.tmp")
+            tmp.write_text("".join(n + "\n" for n in names), "utf-8", "surrogateescape")
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+
+    # -- users -------------------------------------------------------------------------------------
     def delete_user(self, user: str) -> None:
         shutil.rmtree(self._user_dir(user), ignore_errors=True)
 

@@ -155,6 +155,8 @@ def test_list_json(cli, listed):
     assert (r.returncode, r.stderr) == (0, "")
     assert json.loads(r.stdout) == [
         {"name": "service.imap.enable", "value": "yes", "default": True, "type": "boolean", "refreshable": False},
+        {"name": "service.imap.enablesslport", "value": "yes", "default": True, "type": "boolean",
+         "refreshable": False},
         {"name": "service.imap.port", "value": "1143", "default": False, "type": "port", "refreshable": False},
         {"name": "service.imap.sslport", "value": "10993", "default": True, "type": "port", "refreshable": False}]
     r = cli("configutil", "--json", "-H", "-p", "service.<svc>.numprocesses")

@@ -22,7 +22,8 @@ FAKE = Path(__file__).resolve().parent.parent / "watcher" / "fakesrv.py"
 PORT_PARAMS = ("local.watcher.port", "local.watcher.httpport", "local.store.port", "service.imap.port",
                "service.pop.port", "service.http.port", "service.smtp.port", "service.lmtp.port", "local.ens.port",
                "local.job_controller.port", "local.cert.port", "local.sched.port", "service.imap.sslport",
-               "service.pop.sslport", "service.http.sslport")
+               "service.pop.sslport", "service.http.sslport", "service.smtp.sslport", "local.mmp.imapport",
+               "local.mmp.popport")
 STORE = ("store", "imap", "pop", "http")
 FAKE_PORT = {"store": "local.store.port", "imap": "service.imap.port", "pop": "service.pop.port",
              "http": "service.http.port"}

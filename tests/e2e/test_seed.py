@@ -21,7 +21,8 @@ from tests.watcher.conftest import seed_restart_sequence, wait_for
 
 PARAMS = ("local.watcher.port", "local.watcher.httpport", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port",
           "service.smtp.port", "service.lmtp.port", "local.ens.port", "local.job_controller.port",
-          "local.cert.port", "local.sched.port")
+          "local.cert.port", "local.sched.port", "service.imap.sslport", "service.pop.sslport",
+          "service.http.sslport", "service.smtp.sslport")
 STORE = ("store", "imap", "pop", "http")
 
 

@@ -27,7 +27,8 @@ OCF_SUCCESS, OCF_ERR_GENERIC, OCF_ERR_UNIMPLEMENTED, OCF_ERR_INSTALLED, OCF_ERR_
 # Every port of the built-in suite, so that a real start never meets another test's servers.
 PORTS = ("local.watcher.port", "local.watcher.httpport", "service.imap.port", "service.pop.port", "service.http.port", "service.smtp.port",
          "service.lmtp.port", "local.mmp.imapport", "local.mmp.popport", "local.ens.port",
-         "local.job_controller.port", "local.store.port", "local.cert.port", "local.sched.port")
+         "local.job_controller.port", "local.store.port", "local.cert.port", "local.sched.port",
+         "service.imap.sslport", "service.pop.sslport", "service.http.sslport", "service.smtp.sslport")
 
 
 def agent(action: str, base: Path, timeout: float = 120, **params: str) -> subprocess.CompletedProcess:

@@ -148,6 +148,7 @@ class RealDaemons:
             "local.dispatcher.command": f"{unshare} --pid --fork --kill-child {postfix} -c {pf}/conf start-fg",
             "service.imap.port": self.imap, "service.pop.port": self.pop, "service.smtp.port": self.smtp,
             "service.imap.numprocesses": 1, "service.pop.numprocesses": 1,
+            "service.pop.enablesslport": "no", "service.smtp.enablesslport": "no",
             # and the test's own: free ports, only the components under test, quick verdicts
             "local.watcher.port": watcher, "local.watcher.httpport": 0, "service.lmtp.port": lmtp, "local.job_controller.port": jc,
             "local.store.enable": "no", "service.http.enable": "no", "local.ens.enable": "no",

@@ -95,3 +95,81 @@ def test_probes_run_concurrently_three_hung_cost_one_timeout(fakes):
     took = time.monotonic() - t0
     assert [r.ok for r in results] == [False, False, False, True]
     assert took < 0.5 + 0.3
+
+
+# -- implicit-TLS ports (issue 13): the clock includes the handshake --------------------------------
+@pytest.fixture(scope="module")
+def tls_servers(tmp_path_factory):
+    """Real imap, pop, http and dispatcher processes with their TLS ports, in one server root."""
+    from tests.services.conftest import make_root
+
+    m = make_root(tmp_path_factory.mktemp("tlsprobe") / "root")
+    for component in ("imap", "pop", "http", "dispatcher"):
+        m.spawn(component)
+    yield m
+    m.stop_all()
+
+
+@pytest.mark.parametrize("service,parameter", [
+    ("imaps", "service.imap.sslport"), ("pops", "service.pop.sslport"), ("https", "service.http.sslport"),
+    ("smtps", "service.smtp.sslport")])
+def test_tls_probe_speaks_the_protocol_over_tls(tls_servers, service, parameter):
+    from msgsrv import tls
+
+    r = asyncio.run(probe(service, tls_servers.port(parameter), timeout=10, tls=tls.client_context(tls_servers.root)))
+    assert r.ok, r.detail
+    assert r.detail.startswith({"imaps": "* OK", "pops": "+OK", "https": "HTTP/1.0 200", "smtps": "220 "}[service])
+
+
+def test_tls_probe_time_includes_the_handshake(tls_servers):
+    from msgsrv import tls
+
+    ctx = tls.client_context(tls_servers.root)
+    plain = [asyncio.run(probe("pop", tls_servers.port("service.pop.port"), 10)).elapsed for _ in range(5)]
+    secure = [asyncio.run(probe("pops", tls_servers.port("service.pop.sslport"), 10, tls=ctx)).elapsed
+              for _ in range(5)]
+    assert min(secure) > min(plain)  # same server, same dialogue: the difference is the handshake
+
+
+def test_tls_probe_with_an_untrusted_certificate_is_down(tls_servers):
+    import ssl
+
+    r = asyncio.run(probe("pops", tls_servers.port("service.pop.sslport"), 5, tls=ssl.create_default_context()))
+    assert not r.ok and not r.timed_out
+    assert r.detail.startswith("TLS handshake failed: ") and "certificate" in r.detail
+
+
+def test_tls_port_that_never_handshakes_is_hung(fakes):
+    import ssl
+
+    r = asyncio.run(probe("pops", fakes.start("hang"), 0.3, tls=ssl.create_default_context()))
+    assert not r.ok and r.timed_out and r.detail == "no response within 0.3s"
+
+
+def test_tls_server_hung_after_the_handshake_is_hung(tls_servers):
+    from msgsrv import tls
+
+    tls_servers.fault("pop", "hang")
+    try:
+        r = asyncio.run(probe("pops", tls_servers.port("service.pop.sslport"), 0.5,
+                              tls=tls.client_context(tls_servers.root)))
+    finally:
+        tls_servers.fault("pop", None)
+    assert not r.ok and r.timed_out
+
+
+def test_a_pass_probes_the_tls_ports_it_is_configured_for(tls_servers):
+    from msgsrv.config.store import ConfigStore
+    from msgsrv.probe.runner import run_pass, targets
+
+    store = ConfigStore(tls_servers.root.config_file)
+    report = asyncio.run(run_pass(tls_servers.root, ["pop", "pops", "https", "smtps"]))
+    assert [(o.target.service, o.target.tls, o.status.value) for o in report.outcomes] == [
+        ("pop", False, "OK"), ("pops", True, "OK"), ("https", True, "OK"), ("smtps", True, "OK")]
+    assert "msprobe Info: pops server response time " in tls_servers.root.default_log.read_text()
+    store.update({"service.smtp.enablesslport": "no"})
+    try:
+        names = [t.service for t in targets(ConfigStore(tls_servers.root.config_file))]
+    finally:
+        store.update(deletes=["service.smtp.enablesslport"])
+    assert "smtps" not in names and "pops" in names and "https" in names

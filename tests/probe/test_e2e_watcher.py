@@ -15,7 +15,8 @@ from tests.conftest import wait_for as _wait_for
 
 PORTS = ("local.watcher.port", "local.watcher.httpport", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port",
          "service.smtp.port", "service.lmtp.port", "local.job_controller.port", "local.ens.port",
-         "local.sched.port", "local.cert.port")
+         "local.sched.port", "local.cert.port", "service.imap.sslport", "service.pop.sslport",
+         "service.http.sslport", "service.smtp.sslport")
 RESTART_STORE = "Received request to restart:  store imap pop http"
 
 
@@ -82,10 +83,11 @@ def test_healthy_system_all_ok_and_recorded(suite, root):
     suite.start()
     r = suite.msprobe()
     assert r.returncode == 0, r.stdout + r.stderr
-    assert [ln.split()[0] for ln in r.stdout.splitlines()[:4]] == ["store", "imap", "pop", "http"]
-    assert all(ln.split()[-1] == "OK" for ln in r.stdout.splitlines()[:4])
+    probed = ["store", "imap", "imaps", "pop", "pops", "http", "https"]  # the TLS ports too (issue 13)
+    assert [ln.split()[0] for ln in r.stdout.splitlines()[:7]] == probed
+    assert all(ln.split()[-1] == "OK" for ln in r.stdout.splitlines()[:7])
     assert [s.series for s in History(root.history_db).summaries()] == [
-        "disk:queue", "disk:store", "http", "imap", "pop", "store"]
+        "disk:queue", "disk:store", "http", "https", "imap", "imaps", "pop", "pops", "store"]
 
 
 def test_hung_imap_is_reported_within_timeout_and_store_group_restarted(suite):

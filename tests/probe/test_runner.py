@@ -39,7 +39,8 @@ def test_client_facing_services_are_probed_on_service_listenaddr(root):
 
 def test_defaults_probe_every_enabled_component_but_mmp(root):
     names = [t.service for t in targets(ConfigStore(root.config_file))]
-    assert names == ["ens", "store", "imap", "pop", "cert", "http", "sched", "smtp", "lmtp", "job_controller"]
+    assert names == ["ens", "store", "imap", "imaps", "pop", "pops", "cert", "http", "https", "sched", "smtp", "lmtp", "smtps",
+                     "job_controller"]
     configure(root, **{"local.imta.enable": "no", "local.mmp.enable": "yes"})
     names = [t.service for t in targets(ConfigStore(root.config_file))]
     assert "smtp" not in names and "job_controller" not in names and "mmp" in names

@@ -21,10 +21,10 @@ from tests.conftest import free_ports
 
 PORTS = {  # component -> its port parameters
     "store": ("local.store.port",),
-    "imap": ("service.imap.port",),
-    "pop": ("service.pop.port",),
-    "http": ("service.http.port",),
-    "dispatcher": ("service.smtp.port", "service.lmtp.port"),
+    "imap": ("service.imap.port", "service.imap.sslport"),
+    "pop": ("service.pop.port", "service.pop.sslport"),
+    "http": ("service.http.port", "service.http.sslport"),
+    "dispatcher": ("service.smtp.port", "service.lmtp.port", "service.smtp.sslport"),
     "ens": ("local.ens.port",),
     "job_controller": ("local.job_controller.port",),
     "cert": ("local.cert.port",),
@@ -33,6 +33,7 @@ PORTS = {  # component -> its port parameters
 }
 ALL_PARAMS = [p for ps in PORTS.values() for p in ps] + ["local.watcher.port"]
 USER, PASSWORD = "alice", "s3cret pass"
+DOMAIN = "example.org"  # service.defaultdomain of the test roots: RCPT to alice@example.org is local
 
 
 def server_env(base: Path, worker: int = 0) -> dict:
@@ -110,7 +111,7 @@ def make_root(base: Path) -> MailRoot:
 
     root = ServerRoot(base).ensure()
     ports = dict(zip(ALL_PARAMS, free_ports(len(ALL_PARAMS))))
-    ConfigStore(root.config_file).update({k: str(v) for k, v in ports.items()})
+    ConfigStore(root.config_file).update({**{k: str(v) for k, v in ports.items()}, "service.defaultdomain": DOMAIN})
     Users(root).add(USER, PASSWORD)
     return MailRoot(base, ports)
 

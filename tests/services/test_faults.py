@@ -12,7 +12,8 @@ from tests.conftest import held_by, wait_for
 from tests.services.conftest import Conn
 
 GREETING = {"cert": b"* OK certd ready", "imap": b"* OK [CAPABILITY", "dispatcher": b"220 "}
-PORT = {"cert": "local.cert.port", "imap": "service.imap.port", "dispatcher": "service.smtp.port"}
+PORT = {"cert": "local.cert.port", "imap": "service.imap.port", "dispatcher": "service.smtp.port",
+        "http": "service.http.port", "pop": "service.pop.port"}
 
 
 def silent_for(conn: Conn, seconds: float) -> bool:
@@ -47,7 +48,7 @@ def test_slow_answers_after_the_given_seconds(mailroot, component):
     assert 0.6 <= time.monotonic() - start < 3.0
 
 
-@pytest.mark.parametrize("component", ["cert", "imap", "dispatcher"])
+@pytest.mark.parametrize("component", ["cert", "imap", "dispatcher", "http", "pop"])
 def test_crash_exits_abnormally_on_the_next_connection(mailroot, component):
     proc = mailroot.spawn(component)
     mailroot.fault(component, "crash")
@@ -94,3 +95,21 @@ def test_unknown_fault_words_are_ignored(mailroot):
     mailroot.fault("cert", "explode")
     with Conn(mailroot.port("local.cert.port")) as c:
         assert c.line() == b"* OK certd ready"
+
+
+def test_sigusr1_toggles_hang_in_the_aiohttp_and_aiosmtpd_servers(mailroot):
+    for component, parameter in (("http", "service.http.port"), ("dispatcher", "service.lmtp.port")):
+        proc = mailroot.spawn(component)
+        proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        log = mailroot.root.default_log
+        while not log.exists() or "SIGUSR1 turned hang on" not in log.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with Conn(mailroot.port(parameter)) as c:
+            c.send(b"GET /health HTTP/1.0\r\n\r\n" if component == "http" else b"")
+            time.sleep(0.3)
+            assert silent_for(c, 0)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 0
+        log.unlink()

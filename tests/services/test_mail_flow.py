@@ -161,7 +161,8 @@ def test_http_status_page_and_health_json(mailsys):
     c.request("GET", "/")
     r = c.getresponse()
     assert r.status == 200 and r.getheader("Content-Type").startswith("text/html")
-    assert b"mshttpd" in r.read()
+    page = r.read()
+    assert b"mshttpd" in page and b"alice" not in page and b"users" not in page  # no user data
     c.request("GET", "/health")  # same connection: keep-alive
     r = c.getresponse()
     assert r.status == 200

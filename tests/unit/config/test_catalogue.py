@@ -143,7 +143,10 @@ def test_parse_uses_the_type_converter():
 # -- issue 11: every port is a port, every count, size and duration has a range ------------
 def test_every_parameter_that_names_a_port_is_of_a_port_type():
     for p in catalogue.PARAMETERS:
-        if p.name.endswith(("port", "sslport")) or "port" in p.name.rsplit(".", 1)[-1]:
+        last = p.name.rsplit(".", 1)[-1]
+        if last.startswith("enable"):
+            assert p.type == "boolean", p  # service.<svc>.enablesslport switches a listener on or off
+        elif "port" in last:
             assert p.type in ("port", "port_or_off"), p
 
 

@@ -43,12 +43,15 @@ def test_uids_ascend_and_are_not_reused_after_expunge(store):
     assert box.uidnext == 5
 
 
-def test_flags_are_kept_in_the_file_name_and_only_system_flags_persist(store):
+def test_flags_and_keywords_are_kept_in_the_file_name(store):
     box = store.mailbox("alice")
     uid = box.deliver(b"m")
-    assert box.set_flags(uid, add=frozenset({"\\Seen", "\\Flagged", "$Junk"})) == {"\\Seen", "\\Flagged"}
-    assert box.set_flags(uid, remove=frozenset({"\\Seen"})) == {"\\Flagged"}
-    assert store.mailbox("alice").message(uid).flags == {"\\Flagged"}
+    assert box.set_flags(uid, add=frozenset({"\\Seen", "\\Flagged", "$Junk"})) == {"\\Seen", "\\Flagged", "$Junk"}
+    assert box.set_flags(uid, remove=frozenset({"\\Seen"})) == {"\\Flagged", "$Junk"}
+    msg = store.mailbox("alice").message(uid)
+    assert msg.flags == {"\\Flagged", "$Junk"}
+    assert msg.path.parent.name == "cur" and msg.path.name.endswith(":2,Fa")  # keyword 0 is letter a
+    assert (box.path / "dovecot-keywords").read_text() == "0 $Junk\n"
     assert box.read(uid) == b"m"
 
 
@@ -59,17 +62,19 @@ def test_inbox_name_is_case_insensitive_and_cannot_be_deleted(store):
         store.delete("alice", "Inbox")
 
 
-def test_mailbox_names_with_slash_and_space_round_trip(store):
+def test_mailbox_names_with_space_round_trip_and_slash_is_the_delimiter(store, root):
     store.create("alice", "Sent Items")
-    store.create("alice", "a/b")
-    assert store.mailboxes("alice") == ["Sent Items", "a/b"]
+    store.create("alice", "a/b")  # mboxutil's user/alice/a/b: the child b of a
+    assert store.mailboxes("alice") == ["Sent Items", "a.b"]
+    assert (root.store_dir / "alice" / ".a.b" / "cur").is_dir()  # Maildir++ folder
+    assert (root.store_dir / "alice" / ".a.b" / "maildirfolder").is_file()
     with pytest.raises(MailboxError, match="already exists"):
-        store.create("alice", "a/b")
+        store.create("alice", "a.b")
     store.delete("alice", "a/b")
     assert store.mailboxes("alice") == ["Sent Items"]
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "a\x00b", "x\ny"])
+@pytest.mark.parametrize("name", ["", ".", "..", "a\x00b", "x\ny", "a..b", ".a", "a.", "~x", "x" * 201])
 def test_invalid_mailbox_names_are_refused(store, name):
     with pytest.raises(MailboxError, match="invalid mailbox name"):
         store.create("alice", name)
