@@ -99,10 +99,10 @@ def op_users(root) -> list[str]:
 
 
 # -- the time limit and the report to the watcher ------------------------------------------------
-def report_failure(root, reason: str) -> str:
+def report_failure(root, reason: str, session=None) -> str:
     """Log the failure and tell the watcher; returns a line for stderr about the report."""
     from msgsrv import logfmt
-    from msgsrv.control.client import WatcherClient
+    from msgsrv.control.client import report_utility_failure
     from msgsrv.errors import OperationFailed
 
     try:
@@ -110,16 +110,21 @@ def report_failure(root, reason: str) -> str:
     except OSError:
         pass
     try:
-        with WatcherClient.connect(root, timeout=5.0) as client:
-            client.request("FAILED", PROG, *reason.split(), timeout=10.0)
+        answer = (session.report(PROG, reason) if session is not None and session.client is not None
+                  else report_utility_failure(root, PROG, reason, timeout=5.0))
     except OperationFailed as e:
         return f"unable to report the failure to the watcher: {e}"
-    return "failure reported to the watcher"
+    if answer.outcome in ("restarting", "already"):
+        return "failure reported to the watcher"
+    return f"failure reported to the watcher ({answer.outcome}: {answer.text})"
 
 
 def guarded(root, limit: float, op, *args) -> list[str]:
-    """Run OP in a worker thread under LIMIT seconds. A refusal re-raises (exit 1); any other
-    failure or the time limit is reported to the watcher, then OperationFailed (exit 1)."""
+    """Run OP in a worker thread under LIMIT seconds, registered with the watcher as a store utility
+    (a kill -9 of mboxutil closes that registration without BYE: the watcher restarts the store
+    group, SPEC §1). A refusal re-raises (exit 1); any other failure or the time limit is reported
+    to the watcher, then OperationFailed (exit 1)."""
+    from msgsrv.control.client import UtilitySession
     from msgsrv.errors import OperationFailed
 
     box: dict = {}
@@ -130,20 +135,21 @@ def guarded(root, limit: float, op, *args) -> list[str]:
         except BaseException as e:  # carried to the main thread and judged there
             box["error"] = e
 
-    t = threading.Thread(target=work, name="mboxutil-op", daemon=True)
-    t.start()
-    t.join(limit)
-    if t.is_alive():
-        reason = f"no answer from the store within {limit:g}s"
-    elif "error" in box:
-        e = box["error"]
-        if isinstance(e, ValueError) or is_refusal(e):
-            raise e
-        reason = (f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror and e.filename
-                  else str(e) or type(e).__name__)
-    else:
-        return box["value"]
-    note = report_failure(root, reason)
+    with UtilitySession(root, PROG) as session:
+        t = threading.Thread(target=work, name="mboxutil-op", daemon=True)
+        t.start()
+        t.join(limit)
+        if t.is_alive():
+            reason = f"no answer from the store within {limit:g}s"
+        elif "error" in box:
+            e = box["error"]
+            if isinstance(e, ValueError) or is_refusal(e):
+                raise e
+            reason = (f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror and e.filename
+                      else str(e) or type(e).__name__)
+        else:
+            return box["value"]
+        note = report_failure(root, reason, session)
     raise OperationFailed(f"{reason} ({note})")
 
 

@@ -26,7 +26,8 @@ def cli(components):
     from msgsrv import messages as M
     from msgsrv.cli.console import progress
     from msgsrv.cli.supervise_here import resolve_names
-    from msgsrv.config.store import ConfigStore
+    from msgsrv.control.client import WatcherClient, WatcherNotAnswering, WatcherUnavailable, running_watcher
+    from msgsrv.errors import UsageError
     from msgsrv.paths import ServerRoot
 
     args = list(components)
@@ -36,31 +37,49 @@ def cli(components):
     names = resolve_names(args, PROG)
     names = [n for n in names if n != "watcher"]
     root = ServerRoot.from_env().ensure()
-    cfg = ConfigStore(root.config_file)
-    if not cfg.get_bool("local.watcher.enable"):
+    if running_watcher(root) is None and not _watcher_enabled(root):
+        if ha:
+            raise UsageError(M.HA_NEEDS_WATCHER)
         from msgsrv.cli.supervise_here import start_without_watcher
 
+        sys.stderr.write(f"{PROG}: {M.WATCHER_DISABLED}\n")
         return start_without_watcher(root, names)
 
-    from msgsrv.control.client import WatcherClient, WatcherUnavailable
     from msgsrv.control.launch import launch_watcher
 
     progress("L", M.CONNECTING)
     try:
         client = WatcherClient.connect(root)
+    except WatcherNotAnswering:
+        raise
     except WatcherUnavailable:
         progress("T", M.LAUNCHING)
-        pid, client = launch_watcher(root, ha, sys.stderr.isatty())
+        try:
+            pid, client = launch_watcher(root, ha, sys.stderr.isatty())
+        except Exception:
+            progress("L", " failed")
+            raise
         progress("L", f" {pid}")
     with client:
         if components != ("watcher",):
             client.request("START", *(["ha"] if ha else []), *names, on_progress=progress)
     from msgsrv.console import link
+    from msgsrv.control.client import read_settings
 
-    url = link.awaited(root, cfg.get_int("local.watcher.httpport", 49995) != 0)
+    settings = read_settings(root)  # a file that does not parse: the watcher's last good one may serve it
+    url = link.awaited(root, settings is None or settings.get_int("local.watcher.httpport", 49995) != 0)
     if url:
         progress("L", link.LINE.format(url=url))  # as Jupyter does: the console, logged in
     return 0
+
+
+def _watcher_enabled(root) -> bool:
+    """local.watcher.enable; a config file that does not parse counts as yes (the watcher then
+    refuses to start with the parse error, or keeps its last good configuration)."""
+    from msgsrv.control.client import read_settings
+
+    store = read_settings(root)
+    return store is None or store.get_bool("local.watcher.enable")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,8 @@ PROG = "stop-msg"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-f", "force", is_flag=True, help="Force: stop with SIGKILL.")
+@click.option("-f", "force", is_flag=True, help="Force: stop with SIGKILL; a watcher that does not answer is "
+                                                "killed and everything is stopped by pid.")
 @click.argument("components", nargs=-1, metavar="[ha | COMPONENT...]")
 def cli(force, components):
     """Stop all or some msgsrv components.
@@ -20,9 +21,11 @@ def cli(force, components):
     With no component, stops everything that is running (disabled components
     included) and then the watcher. `stop-msg ha` does the same.
     """
+    from msgsrv import messages as M
     from msgsrv.cli.console import progress
-    from msgsrv.cli.supervise_here import resolve_names, stop_without_watcher
-    from msgsrv.control.client import WatcherClient, WatcherUnavailable
+    from msgsrv.cli.supervise_here import kill_watcher, resolve_names, stop_without_watcher
+    from msgsrv.control.client import WatcherClient, WatcherNotAnswering, WatcherUnavailable
+    from msgsrv.errors import OperationFailed
     from msgsrv.paths import ServerRoot
 
     args = [a for a in components if a != "ha"]
@@ -32,20 +35,31 @@ def cli(force, components):
         return 0
     try:
         client = WatcherClient.connect(root)
+    except WatcherNotAnswering as e:
+        if not force:
+            raise OperationFailed(f"{e} (stop-msg -f stops everything by pid)") from None
+        progress("T", f"Stopping watcher {e.pid} (not answering) ")
+        kill_watcher(root)
+        progress("L", "... done")
+        return stop_without_watcher(root, names, force)
     except WatcherUnavailable:
         return stop_without_watcher(root, names, force)
     with client:
-        client.request("STOP", *(["-f"] if force else []), *names, on_progress=progress, timeout=None)
+        client.request("STOP", *(["-f"] if force else []), *names, on_progress=progress)
         if names:
             return 0
-        from msgsrv.watcher.daemon import watcher_pid
-
-        pid = watcher_pid(root)
+        pid = client.pid or _recorded_pid(root)
         progress("T", f"Stopping watcher {pid} ")
-        client.request("SHUTDOWN", timeout=None)
+        client.request("SHUTDOWN")
     _wait_gone(pid)
-    progress("L", "... done")
+    progress("L", "..." + M.DONE)
     return 0
+
+
+def _recorded_pid(root) -> int | None:
+    from msgsrv.watcher.daemon import watcher_pid
+
+    return watcher_pid(root)
 
 
 def _wait_gone(pid: int | None, timeout: float = 10.0) -> None:

@@ -1,14 +1,16 @@
-"""watcher: the supervision daemon (foreground) and `watcher status`."""
+"""watcher: the supervision daemon (foreground), `watcher status` and `watcher reserve-port`."""
 
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 
 from msgsrv.cli.main import run
 
 PROG = "watcher"
+STATUS_DOWN = 3  # LSB: at least one enabled component does not run
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,45 +41,135 @@ def run_cmd(ha):
     return _run(ha)
 
 
-STATE_STYLE = {"RUNNING": "green", "FATAL": "bold red", "BACKOFF": "yellow", "STARTING": "cyan",
+STATE_STYLE = {"RUNNING": "green", "FATAL": "bold red", "EXITED": "red", "BACKOFF": "yellow", "STARTING": "cyan",
                "STOPPING": "cyan", "STOPPED": "dim"}
 
 
 @cli.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status_cmd(as_json):
-    """Show the supervised tree: components, pids, state, uptime, restarts in the window.
+    """Show the supervised tree: components, state, pids, uptime, restarts in the window, last exit.
 
-    Exit 0 when the watcher answers, 1 when it is not running.
+    Exit 0 when every enabled component is RUNNING, 3 when any is not, 1 when the watcher cannot be
+    asked (not running, not answering).
     """
     import json
 
-    from msgsrv.cli.console import print_table
-    from msgsrv.control.client import WatcherClient
+    from msgsrv.control.client import WatcherClient, running_watcher
     from msgsrv.paths import ServerRoot
 
-    with WatcherClient.connect(ServerRoot.from_env()) as client:
+    root = ServerRoot.from_env()
+    if running_watcher(root) is None and not _enabled(root):
+        return _disabled(root, as_json)
+    with WatcherClient.connect(root) as client:
         st = json.loads(client.request("STATUS"))
+    code = 0 if all(c["state"] == "RUNNING" for c in st["components"] if c.get("enabled")) else STATUS_DOWN
     if as_json:
+        st["exit_status"] = code
         click.echo(json.dumps(st, indent=2))
-        return 0
+        return code
     w = st["watcher"]
-    rows = []
-    for c in st["components"]:
-        if c["state"] == "STOPPED" and not c["pids"]:
-            continue
-        pids = " ".join(str(p) for p in c["pids"]) or "-"
-        up = _uptime(c["uptime"]) if c["uptime"] is not None else "-"
-        rows.append([c["name"], c["daemon"], c["state"], pids, up, str(c["restarts"])])
     title = (f"watcher {w['pid']}  autorestart={'yes' if w['autorestart'] else 'no'}  "
-             f"window={int(w['window'])}s{'  HA' if w['ha'] else ''}")
+             f"window={_n(w['window'])}s{'  HA' if w['ha'] else ''}")
+    if w.get("config_error"):
+        title += "  config: does not parse (last good in force)"
+    _table(title, [c for c in st["components"] if _shown(c)])
+    return code
+
+
+def _shown(c: dict) -> bool:
+    """Every enabled component, and any other that runs, is wanted or has failed: never dropped."""
+    return c.get("enabled") or c.get("wanted") or c["state"] != "STOPPED" or bool(c["pids"]) \
+        or bool(c.get("last_exit"))
+
+
+def _table(title: str, comps: list[dict]) -> None:
+    from msgsrv.cli.console import print_table
+
+    rows = []
+    for c in comps:
+        pids = " ".join(str(p) for p in c["pids"]) or "-"
+        up = _uptime(c["uptime"]) if c.get("uptime") is not None else "-"
+        rows.append([c["name"], c["daemon"], c["state"], pids, up, str(c.get("restarts", 0)), _last(c.get("last_exit"))])
     tty = sys.stdout.isatty()
     if not tty:
         click.echo(title)
     print_table(title if tty else None,
-                ["COMPONENT", "PROCESS", "STATE", "PID", "UPTIME", "RESTARTS"], rows,
+                ["COMPONENT", "PROCESS", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"], rows,
                 {r[0]: STATE_STYLE.get(r[2]) for r in rows})
+
+
+def _last(e: dict | None) -> str:
+    if not e:
+        return "-"
+    when = time.strftime("%H:%M:%S", time.localtime(e["time"])) if e.get("time") else "?"
+    return f"{e.get('how') or 'status unknown'} at {when}"
+
+
+def _enabled(root) -> bool:
+    from msgsrv.control.client import read_settings
+
+    store = read_settings(root)
+    return store is None or store.get_bool("local.watcher.enable")
+
+
+def _disabled(root, as_json: bool) -> int:
+    """local.watcher.enable no: say so, and show what the pid files say runs."""
+    import json
+
+    from msgsrv import messages as M
+    from msgsrv.components import BY_NAME, START_ORDER
+    from msgsrv.control.client import read_settings
+    from msgsrv.control.runrecord import same_process
+    from msgsrv.watcher.statefile import pid_records
+
+    store = read_settings(root)
+    comps = []
+    for c in START_ORDER:
+        live = [r for r in pid_records(root.pid_file(c)) if same_process(r["pid"], r.get("create_time"))]
+        comps.append({"name": c, "daemon": BY_NAME[c].daemon, "state": "RUNNING" if live else "STOPPED",
+                      "pids": [r["pid"] for r in live],
+                      "uptime": round(time.time() - min(r.get("started") or time.time() for r in live), 1)
+                      if live else None,
+                      "enabled": bool(store and store.get_bool(BY_NAME[c].enable)), "last_exit": None})
+    code = 0 if all(c["state"] == "RUNNING" for c in comps if c["enabled"]) else STATUS_DOWN
+    if as_json:
+        click.echo(json.dumps({"watcher": None, "disabled": True, "components": comps, "exit_status": code},
+                              indent=2))
+        return code
+    sys.stderr.write(f"{PROG}: {M.STATUS_DISABLED}\n")
+    _table("watcher disabled (servers run unsupervised)", [c for c in comps if _shown(c)])
+    return code
+
+
+@cli.command("reserve-port")
+@click.option("--dry-run", is_flag=True, help="Print the value that would be written, change nothing.")
+def reserve_port_cmd(dry_run):
+    """Add the watcher's ports to net.ipv4.ip_local_reserved_ports (root only).
+
+    The default control port 49994 lies in Linux's ephemeral port range; reserving it keeps
+    outgoing connections from taking it. The systemd unit and the OCF agent run this first.
+    Exit 0 when the ports are reserved (or with --dry-run), 1 when the sysctl cannot be written.
+    """
+    from msgsrv.control.client import read_settings
+    from msgsrv.errors import OperationFailed
+    from msgsrv.paths import ServerRoot
+    from msgsrv.watcher import portreserve
+
+    store = read_settings(ServerRoot.from_env())
+    ports = [store.get_int("local.watcher.port", 49994) if store else 49994]
+    metrics = store.get_int("local.watcher.metricsport", 0) if store else 0
+    if 0 < metrics < 65536:
+        ports.append(metrics)
+    value, what = portreserve.reserve(ports, dry_run=dry_run)
+    if what.startswith("unable"):
+        raise OperationFailed(what)
+    click.echo(what)
     return 0
+
+
+def _n(x: float) -> str:
+    return str(int(x)) if float(x) == int(x) else f"{x:g}"
 
 
 def _uptime(s: float) -> str:

@@ -18,12 +18,15 @@ def who(peer: str) -> str:
 
 
 # -- action results --------------------------------------------------------------------------------
-RESTART_REFUSED = "nothing to restart in unit {unit} (restart limit reached, or nothing to restart)"
+RESTART_NOTHING = "nothing to restart in unit {unit}: none of its members is enabled"
 NOT_ENABLED = "{c} is not enabled ({switch} = no)"
 PROBE_FAILED = "msprobe exited with status {rc}"
 PROBE_HEALTHY = "msprobe: every service answered"
 PROBE_UNHEALTHY = "msprobe: some services did not answer well (see above)"
-NO_JOURNAL = "this watcher keeps no event journal yet"
+
+# -- the timeline's filter (msgsrv/console/timeline.py GROUPS) ---------------------------------------
+GROUP_LABELS = {"failure": "failures", "restart": "restarts", "request": "requests", "process": "starts and stops",
+                "watcher": "watcher"}
 
 # -- HTTP refusals (one line each, in the JSON body's "error") ---------------------------------------
 NEED_LOGIN = "not logged in: open the link that start-msg printed (Console: http://…/?token=…)"
@@ -45,6 +48,7 @@ TOO_SLOW = "request not received within {seconds} seconds"
 TOO_MANY = "too many connections to the console"
 BUSY = "the console is busy reading history; try again"
 HISTORY_UNAVAILABLE = "history database unavailable: {reason}"
+UNKNOWN_FILTER = "unknown {name} {value!r}; known: {known}"
 NOT_FOUND = "not found"
 UNAVAILABLE = "the console could not be loaded; see data/log/watcher"
 
@@ -52,6 +56,9 @@ UNAVAILABLE = "the console could not be loaded; see data/log/watcher"
 def banners(watcher: dict, units: list[dict]) -> list[dict]:
     """Notices for the top of every page: {level: info|warn|error, text}."""
     out = []
+    if watcher.get("config_error"):
+        out.append({"level": "error", "text": f"The configuration file does not parse ({watcher['config_error']}); "
+                                              f"the watcher goes on with the last good configuration."})
     for u in units:
         if u["fatal"]:
             out.append({"level": "error",

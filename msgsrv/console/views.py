@@ -7,6 +7,7 @@ plots are read and drawn on the Reader's threads. Every refusal is a Refusal(sta
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import re
@@ -21,11 +22,12 @@ from aiohttp import web
 
 import msgsrv
 from msgsrv.components import PROBE_TARGETS, START_ORDER
-from msgsrv.console import auth, history, logtail, plots
+from msgsrv.console import auth, history, logtail, plots, timeline
 from msgsrv.console import text as T
 from msgsrv.console.actions import Action, Actions
 from msgsrv.console.backend import UNITS, Backend, Refused
 from msgsrv.console.reader import Reader
+from msgsrv.watcher import journal
 
 BODY_TIMEOUT = 10.0  # seconds to receive a request body
 MAX_WAIT = 300.0  # seconds a `"wait"` action request may be held
@@ -122,6 +124,30 @@ def _range(request: web.Request, default: str = "hour") -> str:
     return rng
 
 
+def _names(request: web.Request, param: str, known) -> list[str]:
+    """A comma-separated list of known names (`kind=exit,hang`); an unknown one is a 400."""
+    names = [n for n in request.query.get(param, "").split(",") if n]
+    for n in names:
+        if n not in known:
+            raise Refusal(400, T.UNKNOWN_FILTER.format(name=param, value=n, known=" ".join(known)))
+    return list(dict.fromkeys(names))
+
+
+def _one(request: web.Request, param: str, known) -> str | None:
+    value = request.query.get(param) or None
+    if value is not None and value not in known:
+        raise Refusal(400, T.UNKNOWN_FILTER.format(name=param, value=value, known=" ".join(known)))
+    return value
+
+
+def _timeline_filter(request: web.Request) -> dict:
+    """since, until (seconds since the epoch), kind, group (comma lists), component, unit, limit."""
+    return {"since": _number(request, "since", None, 0), "until": _number(request, "until", None, 0),
+            "kinds": _names(request, "kind", journal.KINDS), "groups": _names(request, "group", timeline.GROUPS),
+            "component": _one(request, "component", START_ORDER), "unit": _one(request, "unit", UNITS),
+            "limit": int(_number(request, "limit", timeline.DEFAULT_LIMIT, 1, timeline.MAX_LIMIT))}
+
+
 async def read_body(request: web.Request) -> bytes:
     try:
         async with asyncio.timeout(BODY_TIMEOUT):
@@ -177,6 +203,13 @@ def _format_uptime(s: float | None) -> str:
     return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
 
 
+def last_exit(e: dict | None) -> str:
+    """`pid 4242 killed by signal 9 (SIGKILL) at 12:03:04`: a component's last unexpected exit."""
+    if not e:
+        return "–"
+    return f"pid {e['pid']} {e['how']} at {time.strftime('%H:%M:%S', time.localtime(e['time']))}"
+
+
 def _n(v: float) -> str:
     return str(int(v)) if float(v) == int(v) else f"{v:g}"
 
@@ -193,6 +226,7 @@ class Console:
         self.env.filters["uptime"] = _format_uptime
         self.env.filters["secs"] = plots.human_seconds
         self.env.filters["n"] = _n
+        self.env.filters["last_exit"] = last_exit
         self.env.filters["clock"] = lambda ts: time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "–"
         self.env.filters["stamp"] = lambda ts: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "–"
         self.host = socket.gethostname()
@@ -280,8 +314,11 @@ class Console:
 
     async def timeline_page(self, request: web.Request) -> web.Response:
         st = self.backend.status()
-        tl = await self._timeline(None, 200)
-        return self._page("timeline.html", request, page="timeline", st=st, tl=tl)
+        how = _timeline_filter(request)
+        tl = await self._timeline(how)
+        return self._page("timeline.html", request, page="timeline", st=st, tl=tl, groups=[(g, T.GROUP_LABELS[g]) for g in timeline.GROUPS],
+                          group=",".join(how["groups"]), component=how["component"] or "",
+                          components=list(START_ORDER))
 
     async def logs_page(self, request: web.Request) -> web.Response:
         st = self.backend.status()
@@ -335,13 +372,19 @@ class Console:
         return web.json_response({"series": wanted, "since": since, "until": until, "count": len(found),
                                   "truncated": len(found) == limit, "samples": history.as_dicts(found)})
 
-    async def _timeline(self, since: float | None, limit: int) -> dict:
-        return await self.reader.run(self.backend.timeline, since, limit)
+    async def _timeline(self, how: dict) -> dict:
+        """The journal's records as HOW (from _timeline_filter) selects them, read on a Reader thread."""
+        kinds = timeline.kinds_of(how["kinds"], how["groups"])
+        args = dict(since=how["since"], until=how["until"], kinds=kinds, component=how["component"],
+                    unit=how["unit"], limit=how["limit"])
+        key = ("timeline", tuple(sorted(kinds)) if kinds is not None else None,
+               *(args[k] for k in ("since", "until", "component", "unit", "limit")))
+        got = await self.reader.run(functools.partial(timeline.read, self.backend.root.run_dir, **args), key=key)
+        return {**got, "filter": {k: how[k] for k in ("since", "until", "kinds", "groups", "component", "unit",
+                                                     "limit")}}
 
     async def api_timeline(self, request: web.Request) -> web.Response:
-        since = _number(request, "since", None, 0)
-        limit = int(_number(request, "limit", 200, 1, 1000))
-        return web.json_response(await self._timeline(since, limit))
+        return web.json_response(await self._timeline(_timeline_filter(request)))
 
     async def api_logs(self, request: web.Request) -> web.Response:
         return web.json_response({"logs": await self.reader.run(log_names, self.backend.root, key="lognames")})

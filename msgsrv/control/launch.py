@@ -18,8 +18,10 @@ def launch_watcher(root: ServerRoot, ha: bool, console_tty: bool, timeout: float
     Its console (stderr) is our terminal when we have one, else data/log/console.
     """
     argv = [sys.executable, "-m", "msgsrv.cli.watcher"] + (["--ha"] if ha else [])
-    log = open(root.log_dir / "console", "ab")
+    console = root.log_dir / "console"
+    log = open(console, "ab")
     os.chmod(log.name, 0o600)
+    start = log.tell()
     stderr = None if console_tty else log
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=stderr,
@@ -30,10 +32,22 @@ def launch_watcher(root: ServerRoot, ha: bool, console_tty: bool, timeout: float
     while True:
         rc = proc.poll()
         if rc is not None:
-            raise OperationFailed(f"watcher exited with status {rc} before answering; see {root.log_dir / 'console'}")
+            said = "" if console_tty else _last_line(console, start)
+            raise OperationFailed(f"watcher exited with status {rc} before answering"
+                                  + (f": {said}" if said else f"; see {console}"))
         try:
             return proc.pid, WatcherClient.connect(root, timeout=2.0)
-        except WatcherUnavailable:
+        except WatcherUnavailable:  # not listening yet (or not answering yet: it may be busy starting)
             if time.monotonic() > deadline:
                 raise OperationFailed(f"watcher did not answer within {timeout:.0f} s") from None
             time.sleep(0.02)
+
+
+def _last_line(path, offset: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""

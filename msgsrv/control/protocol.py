@@ -2,7 +2,8 @@
 
 Wire: UTF-8 lines ending in "\\n", at most MAX_LINE bytes each.
 
-    client: AUTH <token>                 first line of every connection (token: data/run/watcher.token)
+    client: AUTH <token> [<who>]         first line of every connection (token: data/run/watcher.token;
+                                         who: "prog[pid]", recorded in the journal as who asked)
     server: OK | ERR <reason>            ERR closes the connection
 
 Requests (one per line, answered in order):
@@ -11,16 +12,34 @@ Requests (one per line, answered in order):
     STATUS                               -> OK <json>          the supervised tree (watcher status)
     START [ha] [COMPONENT...]            -> progress..., OK    start (no names: every enabled one)
     STOP [-f] [COMPONENT...]             -> progress..., OK    stop (no names: everything running)
-    RESTART COMPONENT...                 -> progress..., OK    restart their units (msprobe, admins)
-    FAILED <who> <reason...>             -> OK                 a store utility failed: restart the store group
+    RESTART COMPONENT...                 -> progress..., OK    restart their units (an admin's request)
+    HUNG <service> <since> <detail...>   -> OK <outcome> <text>  msprobe: SERVICE did not respond to a probe
+                                                               begun at SINCE (epoch seconds)
+    FAILED <who> <reason...>             -> OK <outcome> <text>  a store utility failed: restart the store group
+    UTILITY <name> <pid>                 -> OK                 a store utility runs; keep the connection open,
+                                                               BYE when done (closing without BYE = it failed)
     REGISTER <component> <pid>           -> OK                 a server is up; keep the connection open
     BYE                                  -> OK                 orderly unregister before a clean exit
     SHUTDOWN                             -> progress..., OK    stop everything, then the watcher exits
+
+Outcomes of HUNG and FAILED (the watcher decides; the reporter only words it):
+
+    restarting <members>                 a restart of the unit is queued
+    already <members>                    a restart of the unit is queued or under way already
+    limit <members>: <n> restarts within <w> s   the restart budget is spent: given up (FATAL)
+    off <members>                        local.autorestart is no: logged, not restarted
+    never <component>                    never restarted automatically (ens)
+    stale <members>                      the processes are newer than the probe: already replaced
+    down <text>                          nothing to act on (not running, shutting down)
 
 Progress lines before the final OK/ERR:
 
     T <text>                             text to show without a newline (the dots while waiting)
     L <text>                             a whole line to show
+    K                                    keepalive: the request waits in the queue (every KEEPALIVE s)
+
+A client gives every call a deadline (local.watcher.calltimeout): a watcher that sends nothing at
+all, not even K, for that long is not answering.
 """
 
 from __future__ import annotations
@@ -28,7 +47,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MAX_LINE = 4096
-VERBS = ("AUTH", "PING", "STATUS", "START", "STOP", "RESTART", "FAILED", "REGISTER", "BYE", "SHUTDOWN")
+KEEPALIVE = 0.25  # seconds between K lines while a request waits (well under any call deadline)
+VERBS = ("AUTH", "PING", "STATUS", "START", "STOP", "RESTART", "HUNG", "FAILED", "UTILITY", "REGISTER", "BYE",
+         "SHUTDOWN")
+OUTCOMES = ("restarting", "already", "limit", "off", "never", "stale", "down")
 
 
 class ProtocolError(ValueError):
@@ -59,4 +81,22 @@ def parse(line: bytes) -> Request:
 
 
 def format_request(verb: str, *args: str) -> bytes:
-    return (" ".join((verb, *args)) + "\n").encode("utf-8")
+    return (" ".join((verb, *(" ".join(str(a).split()) for a in args))) + "\n").encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The watcher's answer to HUNG or FAILED."""
+
+    outcome: str
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> Answer:
+        outcome, _, rest = text.partition(" ")
+        if outcome not in OUTCOMES:
+            return cls("restarting", text)  # a watcher that answers a bare OK has queued it
+        return cls(outcome, rest)
+
+    def format(self) -> str:
+        return f"{self.outcome} {self.text}"

@@ -3,7 +3,7 @@ record history, raise alarms. The decisions come from verdict.py; this module on
 
 Order matters for speed: the probes run together under asyncio.gather, so a pass costs the
 longest timeout once; the verdicts are handed to ON_VERDICTS (the CLI prints them) before the
-restart requests, which may wait for the watcher to finish a restart.
+reports to the watcher, which answers as soon as it has decided (it does not wait for the restart).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from msgsrv.probe.checks import TLS_SERVICES, ProbeResult, probe
 from msgsrv.probe.verdict import Status
 
 SOURCE = "msprobe"
-RESTART_WAIT = 30.0  # seconds msprobe waits for the watcher to finish one RESTART
 
 
 @dataclass(frozen=True)
@@ -153,13 +152,14 @@ async def run_pass(root: ServerRoot, services: list[str] | None = None,
     report = PassReport()
     log = _Logger(root, report)
 
+    began = time.time()
     report.outcomes = judge(items, await probe_all(items, _tls_client(root, store, items)))
     for o in report.outcomes:
         _log_outcome(log, o)
     if on_verdicts is not None:
         on_verdicts(report.outcomes)
 
-    await _restart(root, store, report, log)
+    await _restart(root, store, report, log, began)
     # statvfs and sqlite can block (a hung NFS queue dir, a locked counter DB): off the loop, so a
     # pass run inside imsched (issue 14) never stalls imsched's own health port
     if services is None:
@@ -207,43 +207,58 @@ def _log_outcome(log: _Logger, o: Outcome) -> None:
         log("Error", M.DOWN.format(svc=t.service, detail=r.detail), console=True)
 
 
-async def _restart(root: ServerRoot, store: ConfigStore, report: PassReport, log: _Logger) -> None:
-    failing = [o.target.service for o in report.outcomes if not o.status.healthy]
+async def _restart(root: ServerRoot, store: ConfigStore, report: PassReport, log: _Logger, began: float) -> None:
+    failing = [o for o in report.outcomes if not o.status.healthy]
     if not failing:
         return
-    for s in failing:
-        if verdict.restart_unit(s) is None:
-            log("Error", M.NOT_RESTARTABLE.format(svc=s), console=True)
-    requests = verdict.restart_request(failing, enabled_components(store))
-    if not requests:
-        return
-    if not store.get_bool("local.autorestart"):
+    for o in failing:
+        if verdict.restart_unit(o.target.service) is None:
+            log("Error", M.NOT_RESTARTABLE.format(svc=o.target.service), console=True)
+    requests = verdict.restart_request([o.target.service for o in failing], enabled_components(store))
+    autorestart = store.get_bool("local.autorestart")
+    if not autorestart:
         for members in requests:
             log("Warning", M.AUTORESTART_OFF.format(units=" ".join(members)), console=True)
-        return
-    report.restarts = requests
-    for members in requests:
-        log("Error", M.REQUESTING.format(units=" ".join(members)), console=True)
-    # one connection per unit, all at once: a slow restart of one unit does not delay the others
-    answers = await asyncio.gather(*(asyncio.to_thread(_send_restart, root, m) for m in requests))
+    else:
+        report.restarts = requests
+        for members in requests:
+            log("Error", M.REQUESTING.format(units=" ".join(members)), console=True)
+    # Every failing service is reported to the watcher, which logs it (seed: "fails or does not
+    # respond") and decides; all at once, each answered as soon as the watcher has decided.
+    answers = await asyncio.gather(*(asyncio.to_thread(_send_report, root, o, began) for o in failing))
     for severity, text in answers:
+        if not text:
+            continue
+        unreachable = text.startswith("unable")
+        if unreachable and not autorestart:
+            log("Info", text)  # nobody was going to restart it: the default log is enough
+            continue
         log(severity, text, console=severity == "Error")
         if severity != "Error":
             report.notes.append(text)
 
 
-def _send_restart(root: ServerRoot, members: list[str]) -> tuple[str, str]:
-    """RESTART MEMBERS; waits up to RESTART_WAIT for the watcher to finish it."""
-    from msgsrv.control.client import WatcherClient
+def _send_report(root: ServerRoot, o: Outcome, began: float) -> tuple[str, str]:
+    """Tell the watcher that O's service does not respond, and word its answer."""
+    from msgsrv.control.client import report_hang
     from msgsrv.errors import OperationFailed
 
-    units = " ".join(members)
+    svc = o.target.service
+    detail = (f"did not respond within {_n(o.target.timeout)}s" if o.status is Status.HUNG
+              else o.result.detail or "no answer")
+    requests = verdict.restart_request([svc], [c.name for c in COMPONENTS])
+    units = " ".join(requests[0]) if requests else svc
     try:
-        with WatcherClient.connect(root) as client:
-            client.request("RESTART", *members, timeout=RESTART_WAIT)
+        answer = report_hang(root, svc, began, detail)
     except OperationFailed as e:
         return "Error", M.RESTART_FAILED.format(units=units, reason=e)
-    return "Info", M.RESTART_REQUESTED.format(units=units)
+    text = answer.text or units
+    words = {"restarting": ("Info", M.RESTART_REQUESTED.format(units=text)),
+             "already": ("Info", M.RESTART_ALREADY.format(units=text)),
+             "limit": ("Error", M.RESTART_LIMIT.format(text=text)),
+             "stale": ("Info", M.RESTART_STALE.format(units=text)),
+             "down": ("Warning", M.WATCHER_DID_NOT_ACT.format(svc=svc, text=text))}
+    return words.get(answer.outcome, ("Info", ""))  # off / never: already said above
 
 
 def _disk_paths(root: ServerRoot, store: ConfigStore) -> list[tuple[str, str]]:

@@ -2,8 +2,10 @@
 
 A Service is one server process. Its life, in order:
 
-1. bind every listener (SO_REUSEADDR + SO_REUSEPORT, so the N worker processes of
-   `service.<svc>.numprocesses` share one port and the kernel spreads clients over them);
+1. bind every listener: the N worker processes of `service.<svc>.numprocesses` share one
+   socket that the watcher bound and they inherited (control/listeners.py); anything else is
+   bound here without SO_REUSEPORT, so a port held by another process is a start failure that
+   names it (`port 10143 is in use by pid N`);
 2. register with the watcher (`Registration.open`; a no-op unless MSGSRV_SUPERVISED=1): that
    REGISTER is the watcher's readiness signal, so it comes only after the listeners accept;
 3. serve until SIGTERM/SIGINT: stop accepting, let the reply in flight finish, close idle
@@ -59,22 +61,12 @@ def set_process_name(name: str) -> None:
 
 
 def listener(host: str, port: int) -> socket.socket:
-    """A listening TCP socket that other workers of the same server may share."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto IPPROTO_TCP (not 0): asyncio then sets TCP_NODELAY on each accepted connection, so a
-    # reply written in two pieces is not held back by Nagle + delayed ACK (40 ms per command)
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+    """A listening TCP socket: the one inherited from the watcher (the workers of one server share
+    it), else bound here, never with SO_REUSEPORT (SPEC §4 "Ports are owned")."""
+    from msgsrv.control import listeners
+
+    sock = listeners.take(host, port)
+    return sock if sock is not None else listeners.bind_listener(host, port)
 
 
 class BindError(Exception):
@@ -222,6 +214,9 @@ class Service:
         loop.add_signal_handler(signal.SIGUSR1, self.on_usr1)
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
         await self.bind()
+        from msgsrv.control.listeners import close_unclaimed
+
+        close_unclaimed()  # an inherited socket nobody serves must not hold its port
         await self.prepare()
         registration = Registration.open(self.component, self.root)
         ports = " ".join(str(p) for p in self.ports)

@@ -1,35 +1,66 @@
-"""OS processes: spawn into a new session, pidfds, signals to whole process groups, pid files,
-re-adoption. The only module of the watcher that calls posix_spawn or kill.
+"""OS processes: spawn, pidfds, signal escalation, process groups or cgroups, reaping, adoption.
+
+The only module of the watcher that calls posix_spawn or sends signals. It decides nothing: the
+supervisor is told of every exit through the callback given to `watch()`.
+
+- Spawn: `posix_spawn` in a new session (so the process group of a server is its own), output to
+  data/log/<component>.out. The child is recorded before anything else can fail: if its pidfd
+  cannot be opened (descriptors exhausted), it is killed and reaped at once and the spawn fails,
+  so no process is ever left unsupervised.
+- Exit: the pidfd turns readable (loop.add_reader); `waitid(P_PIDFD)` reaps our own children, and
+  adopted ones (a previous watcher's) are watched through the same path without a status.
+- Stop: SIGTERM then SIGCONT to the whole group (a stopped process must see the SIGTERM, SPEC §4),
+  SIGKILL at the deadline the operation chooses.
+- Leftovers: once a leader has exited, whatever is left of its process group and session, or of
+  its cgroup (cgroup.py), gets SIGTERM + SIGCONT, then SIGKILL after LEFTOVER_GRACE. Without a
+  cgroup a process that called setsid() escapes this; with one nothing does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
+import errno
 import os
 import shlex
+import shutil
 import signal
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from msgsrv.atomicfile import write_atomic
+from msgsrv.control.runrecord import same_process
+from msgsrv.watcher import cgroup as cg
+
+LEFTOVER_GRACE = 0.5  # seconds leftovers of a group/cgroup get between SIGTERM and SIGKILL
+RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM, errno.ENOSPC})
+SIGDEF = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2,
+          signal.SIGPIPE)
 
 
-@dataclass
+@dataclass(eq=False)
 class Child:
     component: str
     pid: int
     pidfd: int
-    create_time: float
+    create_time: float | None
     started: float  # time.time() at spawn / adoption
     worker: int = 0
     adopted: bool = False
+    cgroup: str | None = None
+    registered: bool = False
     unregistered: bool = False  # said BYE: its exit is orderly
-    stopping: bool = False
-    exit_status: int | None = None  # waitid status; None for adopted processes
+    stopping: bool = False  # we asked it to stop: its exit is expected
+    exited: bool = False
+    exit_status: int | None = None  # >= 0 exit code, < 0 killed by that signal, None unknown (adopted)
+
+    def record(self) -> dict:
+        return {"pid": self.pid, "create_time": self.create_time, "worker": self.worker, "started": self.started,
+                "cgroup": self.cgroup}
 
 
 def server_argv(component: str, command: str) -> list[str]:
@@ -39,86 +70,219 @@ def server_argv(component: str, command: str) -> list[str]:
     return [sys.executable, "-m", "msgsrv.services", component]
 
 
-def spawn(argv: list[str], env: dict[str, str], log_path: Path) -> int:
-    """posix_spawn ARGV in a new session (so killpg takes its whole tree); output to LOG_PATH."""
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
-        (os.POSIX_SPAWN_DUP2, 1, 2),
-    ]
-    return os.posix_spawnp(argv[0], argv, env, file_actions=actions, setsid=True,
-                           setsigdef=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD,
-                                      signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE))
-
-
-def open_pidfd(pid: int) -> int:
-    return os.pidfd_open(pid)
-
-
-def reap(child: Child) -> int | None:
-    """Collect the exit status of a finished child (None for a non-child we adopted)."""
+def describe(status: int | None) -> str:
+    """An exit status in words: 'exit status 3', 'killed by signal 9 (SIGKILL)', 'status unknown'."""
+    if status is None:
+        return "status unknown"
+    if status >= 0:
+        return f"exit status {status}"
     try:
-        res = os.waitid(os.P_PIDFD, child.pidfd, os.WEXITED | os.WNOHANG)
-    except ChildProcessError:
-        return None
-    if res is None:
-        return None
-    return res.si_status if res.si_code == os.CLD_EXITED else -res.si_status
+        name = signal.Signals(-status).name
+    except ValueError:
+        name = "?"
+    return f"killed by signal {-status} ({name})"
 
 
-def signal_group(pid: int, sig: int) -> bool:
-    """Send SIG to the process group led by PID (every server is a session leader); False if gone."""
+def _create_time(pid: int) -> float | None:
     try:
-        os.killpg(pid, sig)
-        return True
-    except ProcessLookupError:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return None  # (descriptors exhausted, ...) filled in later: a record, not a precondition
+
+
+def _group_members(leader: int) -> list[int]:
+    """Processes whose process group or session is LEADER's (the leader itself excluded)."""
+    out = []
+    me = os.getpid()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        if pid in (leader, me):
+            continue
         try:
-            os.kill(pid, sig)
-            return True
-        except ProcessLookupError:
-            return False
-    except PermissionError:
-        return False
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 3 and (int(fields[2]) == leader or int(fields[3]) == leader) and fields[0] != b"Z":
+            out.append(pid)
+    return out
 
 
-def kill_leftovers(pid: int) -> None:
-    """SIGKILL anything still in the session PID led (grandchildren a server forked)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def create_time(pid: int) -> float:
-    return psutil.Process(pid).create_time()
-
-
-def close_fd(fd: int) -> None:
+def _signal(fd: int, sig: int) -> None:
     with contextlib.suppress(OSError):
-        os.close(fd)
+        signal.pidfd_send_signal(fd, sig)
 
 
-# -- pid files: data/run/<component>.pid, JSON list of {pid, create_time, worker} ------------
-def write_pidfile(path: Path, children: list[Child]) -> None:
-    if not children:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return
-    data = [{"pid": c.pid, "create_time": c.create_time, "worker": c.worker, "started": c.started}
-            for c in children]
-    write_atomic(path, json.dumps(data))
+class Processes:
+    """Spawns, watches and stops the processes of one server root."""
+
+    def __init__(self, cgroups: cg.Cgroups | None = None):
+        self.cgroups = cgroups
+
+    # -- spawning ---------------------------------------------------------------------------
+    def spawn(self, component: str, argv: list[str], env: dict[str, str], log_path: Path, worker: int = 0) -> Child:
+        """Start ARGV in a new session. Raises OSError (the program cannot run, resources exhausted)."""
+        program = shutil.which(argv[0], path=env.get("PATH")) if os.sep not in argv[0] else argv[0]
+        if not program or not os.access(program, os.X_OK):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
+        group = self.cgroups.prepare(component, worker) if self.cgroups else None
+        real = cg.join_argv(group, [program, *argv[1:]]) if group else [program, *argv[1:]]
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ]
+        pid = os.posix_spawn(real[0], real, env, file_actions=actions, setsid=True, setsigdef=SIGDEF)
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            # Not watchable: never leave it running unsupervised. Our unreaped child: the pid is ours.
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            raise
+        return Child(component, pid, fd, _create_time(pid), time.time(), worker=worker,
+                     cgroup=str(group) if group else None)
+
+    # -- watching -----------------------------------------------------------------------------
+    def watch(self, child: Child, on_exit: Callable[[Child, int | None], None]) -> None:
+        loop = asyncio.get_running_loop()
+
+        def readable() -> None:
+            loop.remove_reader(child.pidfd)
+            status = self.reap(child)
+            with contextlib.suppress(OSError):
+                os.close(child.pidfd)
+            child.pidfd = -1
+            on_exit(child, status)
+
+        loop.add_reader(child.pidfd, readable)
+
+    @staticmethod
+    def reap(child: Child) -> int | None:
+        try:
+            res = os.waitid(os.P_PIDFD, child.pidfd, os.WEXITED | os.WNOHANG)
+        except ChildProcessError:
+            return None  # not our child (adopted): no status
+        except OSError:
+            return None
+        if res is None:
+            return None
+        return res.si_status if res.si_code == os.CLD_EXITED else -res.si_status
+
+    @staticmethod
+    def fill_create_time(child: Child) -> None:
+        if child.create_time is None and not child.exited:
+            child.create_time = _create_time(child.pid)
+
+    # -- signals ----------------------------------------------------------------------------------
+    def terminate(self, child: Child) -> None:
+        """SIGTERM, then SIGCONT, to the child's process group (SPEC §4 "Stopping")."""
+        self._group(child, signal.SIGTERM)
+        self._group(child, signal.SIGCONT)
+
+    def kill(self, child: Child) -> None:
+        self._group(child, signal.SIGKILL)
+        if child.cgroup:
+            cg.kill(child.cgroup)
+
+    @staticmethod
+    def _group(child: Child, sig: int) -> None:
+        if child.exited:
+            return
+        try:
+            os.killpg(child.pid, sig)  # every server leads its own session and process group
+        except ProcessLookupError:
+            if child.pidfd >= 0:
+                _signal(child.pidfd, sig)
+        except PermissionError:
+            pass
+
+    async def clear_leftovers(self, child: Child, grace: float = LEFTOVER_GRACE) -> int:
+        """After CHILD (a leader) exited: end the rest of its group, session and cgroup.
+        SIGTERM + SIGCONT, SIGKILL after GRACE. Returns how many were found."""
+        # a cgroup holds every descendant (setsid() escapers too); without one, scan for the group
+        pids = set(cg.procs(child.cgroup)) if child.cgroup else set(_group_members(child.pid))
+        pids.discard(os.getpid())
+        fds: dict[int, int] = {}
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                fds[pid] = os.pidfd_open(pid)
+        try:
+            for fd in fds.values():
+                _signal(fd, signal.SIGTERM)
+                _signal(fd, signal.SIGCONT)
+            if fds:
+                await _wait_readable(list(fds.values()), grace)
+                for fd in fds.values():
+                    _signal(fd, signal.SIGKILL)
+            if child.cgroup:
+                cg.kill(child.cgroup)
+                await _cgroup_empty(child.cgroup, 1.0)
+                cg.remove(child.cgroup)
+        finally:
+            for fd in fds.values():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        return len(fds)
+
+    # -- adoption (SPEC §3: a new watcher supervises what the old one left running) -----------------
+    def adopt(self, component: str, rec: dict, base: Path) -> Child | None:
+        """The process of pid record REC, if it is still the one recorded (not a recycled pid)."""
+        pid, ctime = rec["pid"], rec.get("create_time")
+        if not _same(pid, ctime, base):
+            return None
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return None
+        if not _same(pid, ctime, base):  # recycled between the check and pidfd_open
+            os.close(fd)
+            return None
+        group = rec.get("cgroup") or cg.of_pid(pid)
+        return Child(component, pid, fd, ctime if ctime is not None else _create_time(pid),
+                     float(rec.get("started") or time.time()), worker=int(rec.get("worker") or 0), adopted=True,
+                     cgroup=group if group and os.path.isdir(group) else None)
 
 
-def read_pidfile(path: Path) -> list[dict]:
+def _same(pid: int, ctime: float | None, base: Path) -> bool:
+    if ctime is not None:
+        return same_process(pid, ctime)
+    # no start time recorded (it could not be read at spawn): its environment must name our root
     try:
-        data = json.loads(path.read_text())
-        return [d for d in data if isinstance(d, dict) and isinstance(d.get("pid"), int)]
-    except (OSError, ValueError, TypeError):
-        return []
-
-
-def alive_same(pid: int, ctime: float) -> bool:
-    """Is PID still the process we started (not a recycled pid)?"""
-    try:
-        p = psutil.Process(pid)
-        return abs(p.create_time() - ctime) < 0.05 and p.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return same_process(pid, None) and psutil.Process(pid).environ().get("MSGSRV_BASE") == str(base)
+    except psutil.Error:
         return False
+
+
+async def _wait_readable(fds: list[int], timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    futs = []
+    for fd in fds:
+        fut = loop.create_future()
+
+        def done(fd=fd, fut=fut) -> None:
+            loop.remove_reader(fd)
+            if not fut.done():
+                fut.set_result(None)
+
+        loop.add_reader(fd, done)
+        futs.append((fd, fut))
+    try:
+        await asyncio.wait([f for _, f in futs], timeout=timeout)
+    finally:
+        for fd, fut in futs:
+            if not fut.done():
+                loop.remove_reader(fd)
+
+
+async def _cgroup_empty(group: str, timeout: float) -> None:
+    dead_by = time.monotonic() + timeout
+    while cg.procs(group) and time.monotonic() < dead_by:
+        await asyncio.sleep(0.01)

@@ -1,6 +1,13 @@
-"""The watcher daemon's entry: lock, token, control listener, adoption, signals, the worker.
+"""The watcher daemon's entry: limits, lock, control listener, run record, adoption, signals.
 
-"Is the watcher up?" means "is data/run/watcher.lock locked?" (s6's rule, STYLE §4.9).
+"Is the watcher up?" means "is data/run/watcher.lock locked?" (s6's rule, STYLE §4.9). Where it
+listens is data/run/watcher.json (statefile.py): written once it listens, removed when it exits
+cleanly; one left behind means the previous watcher died, and this one logs
+`watcher process N (previous) ended unexpectedly; adopting ...` and restores the saved budget.
+
+The default port 49994 lies in Linux's ephemeral range (32768-60999): an outgoing connection can
+hold it for a while. A busy port is retried for LISTEN_RETRY seconds, saying who holds it; the
+lasting fix is net.ipv4.ip_local_reserved_ports (`watcher reserve-port`, watcher(8)).
 """
 
 from __future__ import annotations
@@ -8,19 +15,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import os
+import resource
 import secrets
 import signal
 import time
 
 from msgsrv import messages as M
 from msgsrv.atomicfile import write_atomic
-from msgsrv.config.store import ConfigStore
+from msgsrv.control import listeners
 from msgsrv.errors import OperationFailed
 from msgsrv.paths import ServerRoot
-from msgsrv.watcher import children as ch
+from msgsrv.watcher import cgroup, statefile
+from msgsrv.watcher.children import Processes
 from msgsrv.watcher.server import ControlServer
 from msgsrv.watcher.supervisor import Supervisor, console_writer
+
+LISTEN_RETRY = 5.0  # seconds a busy control port is retried
+LISTEN_EVERY = 0.2
 
 
 def acquire_lock(root: ServerRoot) -> int:
@@ -35,46 +48,100 @@ def acquire_lock(root: ServerRoot) -> int:
 
 
 def watcher_pid(root: ServerRoot) -> int | None:
-    recs = ch.read_pidfile(root.pid_file("watcher"))
+    rec = statefile.run_record(root.run_dir)
+    if rec:
+        return rec["pid"]
+    recs = statefile.pid_records(root.pid_file("watcher"))
     return recs[0]["pid"] if recs else None
+
+
+def raise_fd_limit() -> int:
+    """Soft descriptor limit up to the hard one (issue 10: a flood must not strand a restart)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+async def bind_control(port: int, say) -> object:
+    """The control socket on 127.0.0.1:PORT; a busy port is retried for LISTEN_RETRY seconds."""
+    deadline = time.monotonic() + LISTEN_RETRY
+    told = False
+    while True:
+        try:
+            return listeners.bind_listener("127.0.0.1", port)
+        except listeners.PortInUse as e:
+            why = str(e)
+            if time.monotonic() >= deadline:
+                raise OperationFailed(M.LISTEN_FAILED.format(port=port, why=why)) from None
+            if not told:
+                say(M.LISTEN_RETRY.format(port=port, why=why, seconds=int(LISTEN_RETRY)))
+                told = True
+            await asyncio.sleep(LISTEN_EVERY)
+        except OSError as e:
+            raise OperationFailed(f"unable to listen on 127.0.0.1:{port}: {e.strerror or e}") from None
 
 
 async def run(root: ServerRoot, ha: bool = False) -> int:
     root.ensure()
     os.chdir(root.base)
+    raise_fd_limit()
     lock_fd = acquire_lock(root)
-    cfg = ConfigStore(root.config_file)
+    try:
+        return await _run_locked(root, ha)
+    finally:
+        os.close(lock_fd)
+
+
+async def _run_locked(root: ServerRoot, ha: bool) -> int:
+    previous = statefile.run_record(root.run_dir)  # left behind: the previous watcher died
+    restore = previous is not None and previous.get("pid") != os.getpid()
+    sup = Supervisor(root, ha=ha, supervised=True, console=console_writer)
+    sup.cfg.refresh()
+    if not sup.cfg.good:
+        saved = statefile.read_state(root.run_dir).get("config")
+        if not isinstance(saved, dict):
+            raise OperationFailed(f"{sup.cfg.broken}; fix it (configutil -V) before starting the watcher")
+        sup.seed_config(saved)  # SPEC §4: the last good configuration stays in force
+    cfg = sup.cfg.current
     port = cfg.get_int("local.watcher.port", 49994)
+    if cfg.get_bool("local.watcher.cgroups"):
+        sup.procs = Processes(cgroup.Cgroups.detect(root.base))
+    sock = await bind_control(port, console_writer)
+    sup.watcher_port = port
     token = secrets.token_hex(32)
     write_atomic(root.token_file, token + "\n")
-    sup = Supervisor(root, ha=ha, supervised=True, watcher_port=port, console=console_writer)
     control = ControlServer(sup, token)
-    try:
-        server = await control.listen(port)
-    except OSError as e:
-        os.close(lock_fd)
-        raise OperationFailed(f"unable to listen on 127.0.0.1:{port}: {e.strerror}") from None
-    me = ch.Child("watcher", os.getpid(), -1, ch.create_time(os.getpid()), time.time())
-    ch.write_pidfile(root.pid_file("watcher"), [me])
+    server = await control.listen(port, sock=sock)
+    me = statefile.own_pid_record()
+    record = {**me, "port": port, "ha": ha, "boot_id": statefile.boot_id()}
+    sup.recorder.write(root.run_dir / statefile.RUN_RECORD, json.dumps(record))
+    sup.recorder.write(root.pid_file("watcher"), json.dumps([me]))
     sup.log("")
     sup.log(M.WATCHER_STARTED.format(pid=os.getpid(), when=time.ctime()))
+    sup.journal.add("watcher-start", pid=os.getpid(), detail=f"port {port}{' HA' if ha else ''}")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: sup.submit(lambda: sup.op_shutdown(0)))
+        loop.add_signal_handler(sig, lambda: sup.shutdown(0, by="signal"))
     loop.add_signal_handler(signal.SIGHUP, sup.cfg.refresh)
-    worker = loop.create_task(sup.worker())
-    sup.adopt()
+    worker = loop.create_task(sup.ops.run())
+    if restore:
+        sup.log(M.PREVIOUS_DIED.format(pid=previous["pid"]))
+        sup.journal.add("watcher-adopt", pid=previous["pid"], detail=M.PREVIOUS_DIED.format(pid=previous["pid"]))
+    sup.adopt(restore=restore)
     metrics = None
-    metrics_port = cfg.get_int("local.watcher.metricsport", 0)
-    if metrics_port:
+    metrics_port = sup.cfg.current.get_int("local.watcher.metricsport", 0)
+    if 0 < metrics_port < 65536:
         from msgsrv.watcher.metrics import serve_metrics
 
         metrics = await serve_metrics(sup, metrics_port)
     from msgsrv.console import server as console_server
 
-    console = await console_server.start(sup, token, cfg)
+    console = await console_server.start(sup, token, sup.cfg.current)
     try:
         await sup.finished.wait()
+        await control.quiesce()
     finally:
         server.close()
         if metrics is not None:
@@ -83,8 +150,11 @@ async def run(root: ServerRoot, ha: bool = False) -> int:
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker
-        sup.log(M.WATCHER_EXITING.format(pid=os.getpid()))
-        with contextlib.suppress(FileNotFoundError):
-            root.pid_file("watcher").unlink()
-        os.close(lock_fd)
+        sup.save_now()
+        if sup.finished.is_set():  # a clean exit; after anything else the next watcher must know
+            sup.log(M.WATCHER_EXITING.format(pid=os.getpid()))
+            sup.journal.add("watcher-exit", pid=os.getpid(), detail=f"exit status {sup.exit_code}")
+            for path in (root.pid_file("watcher"), root.run_dir / statefile.RUN_RECORD):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
     return sup.exit_code

@@ -2,6 +2,15 @@
 
 Every connection must present the token first. Malformed, oversized or unauthenticated requests
 get one ERR line, are logged, and the connection is closed; the watcher carries on.
+
+Resources (issue 10): at most MAX_UNAUTHENTICATED connections may wait for their AUTH line (a new
+one closes the oldest waiting one, so a flood of idle connections never locks a real client out) and
+at most MAX_CONNECTIONS be open at all, well below the descriptor limit the daemon raised, so a flood
+can never take the descriptors a restart needs. Refusals are logged at most REFUSALS_PER_WINDOW times
+per REFUSAL_WINDOW seconds, then summed up in one line.
+
+A request that waits (queued behind an operation) gets a K line every KEEPALIVE seconds, so a client
+can tell a busy watcher from one that does not answer.
 """
 
 from __future__ import annotations
@@ -10,15 +19,43 @@ import asyncio
 import contextlib
 import hmac
 import json
-import os
+import time
 
 from msgsrv import components, logfmt
 from msgsrv import messages as M
-from msgsrv.components import BY_NAME, START_ORDER, STOP_ORDER
-from msgsrv.control.protocol import MAX_LINE, ProtocolError, Request, parse
-from msgsrv.watcher.supervisor import Out, Supervisor
+from msgsrv.components import BY_NAME, PROBE_TARGETS, START_ORDER, STOP_ORDER
+from msgsrv.control.protocol import KEEPALIVE, MAX_LINE, Answer, ProtocolError, Request, parse
+from msgsrv.watcher.operations import Out
+from msgsrv.watcher.supervisor import Supervisor
 
 AUTH_TIMEOUT = 10.0  # seconds an unauthenticated connection may stay idle
+MAX_UNAUTHENTICATED = 128
+MAX_CONNECTIONS = 512
+REFUSAL_WINDOW = 10.0
+REFUSALS_PER_WINDOW = 5
+UTILITIES = ("mboxutil",)
+
+
+class RefusalLog:
+    """At most LIMIT refusal lines per WINDOW seconds in the default log, then one summary line."""
+
+    def __init__(self, write, limit: int = REFUSALS_PER_WINDOW, window: float = REFUSAL_WINDOW):
+        self.write, self.limit, self.window = write, limit, window
+        self.start = 0.0
+        self.count = 0
+        self.suppressed = 0
+
+    def __call__(self, text: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if now - self.start >= self.window:
+            if self.suppressed:
+                self.write(M.REFUSED_MORE.format(n=self.suppressed, seconds=int(self.window)))
+            self.start, self.count, self.suppressed = now, 0, 0
+        if self.count < self.limit:
+            self.count += 1
+            self.write(text)
+        else:
+            self.suppressed += 1
 
 
 class ControlServer:
@@ -26,20 +63,44 @@ class ControlServer:
         self.sup = sup
         self.token = token
         self.server: asyncio.Server | None = None
+        self.waiting: dict[asyncio.StreamWriter, object] = {}  # connections without AUTH yet, oldest first
+        self.connections = 0
+        self.refusals = RefusalLog(self._log_refusal)
+        self._answering: set[asyncio.Task] = set()
 
-    async def listen(self, port: int) -> asyncio.Server:
-        self.server = await asyncio.start_server(self.handle, "127.0.0.1", port, limit=MAX_LINE,
-                                                 reuse_address=True)
+    async def listen(self, port: int, sock=None) -> asyncio.Server:
+        if sock is not None:
+            self.server = await asyncio.start_server(self.handle, sock=sock, limit=MAX_LINE)
+        else:
+            self.server = await asyncio.start_server(self.handle, "127.0.0.1", port, limit=MAX_LINE,
+                                                     reuse_address=True)
         return self.server
 
+    def _log_refusal(self, text: str) -> None:
+        with contextlib.suppress(OSError):
+            logfmt.default_log(self.sup.root, "watcher", "Warning", text)
+
     def _refuse(self, peer, reason: str) -> None:
-        logfmt.default_log(self.sup.root, "watcher", "Warning", f"control connection from {peer} refused: {reason}")
+        self.refusals(f"control connection from {peer} refused: {reason}")
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
+        if self.connections >= MAX_CONNECTIONS:
+            self._refuse(peer, "too many connections")
+            writer.close()
+            return
+        if len(self.waiting) >= MAX_UNAUTHENTICATED:
+            oldest, oldest_peer = next(iter(self.waiting.items()))
+            del self.waiting[oldest]
+            self._refuse(oldest_peer, "too many connections waiting for a token")
+            oldest.close()
+        self.connections += 1
+        self.waiting[writer] = peer
         registration: tuple[str, int] | None = None
+        utility: tuple[str, int] | None = None
         authed = False
         said_bye = False
+        who: str | None = None
 
         def send(line: str) -> None:
             if not writer.is_closing():
@@ -66,17 +127,24 @@ class ControlServer:
                     self._refuse(peer, str(e))
                     break
                 if not authed:
-                    if req.verb != "AUTH" or len(req.args) != 1 or not hmac.compare_digest(
+                    if req.verb != "AUTH" or len(req.args) not in (1, 2) or not hmac.compare_digest(
                             req.args[0].encode(), self.token.encode()):
                         send("ERR authentication required" if req.verb != "AUTH" else "ERR bad token")
                         self._refuse(peer, "bad or missing token")
                         break
                     authed = True
+                    self.waiting.pop(writer, None)
+                    who = req.args[1][:64] if len(req.args) == 2 else None
                     send("OK")
                     continue
                 if req.verb == "REGISTER":
                     registration = self._register(req, send)
                     if registration is None:
+                        break
+                    continue
+                if req.verb == "UTILITY":
+                    utility = self._utility(req, send)
+                    if utility is None:
                         break
                     continue
                 if req.verb == "BYE":
@@ -85,13 +153,19 @@ class ControlServer:
                     said_bye = True
                     send("OK")
                     break
-                await self.dispatch(req, send)
+                await self.dispatch(req, send, writer, who or (f"{peer[0]}:{peer[1]}" if peer else None))
                 await writer.drain()
         except (ConnectionError, OSError):
             pass
         finally:
+            self.waiting.pop(writer, None)
+            self.connections -= 1
             if registration and not said_bye:
                 self.sup.disconnected(*registration)
+            if utility and not said_bye:
+                name, pid = utility
+                self.sup.utility_failed(name, f"process {pid} ended without finishing (killed?)",
+                                        by=f"{name}[{pid}]")
             with contextlib.suppress(Exception):
                 await writer.drain()
             writer.close()
@@ -105,21 +179,42 @@ class ControlServer:
         send("OK")
         return c, pid
 
-    async def dispatch(self, req: Request, send) -> None:
-        """PING, STATUS answer at once; START/STOP/RESTART/SHUTDOWN/FAILED go through the queue."""
+    def _utility(self, req: Request, send) -> tuple[str, int] | None:
+        if len(req.args) != 2 or req.args[0] not in UTILITIES or not req.args[1].isdigit():
+            send(f"ERR usage: UTILITY <{'|'.join(UTILITIES)}> <pid>")
+            return None
+        send("OK")
+        return req.args[0], int(req.args[1])
+
+    async def dispatch(self, req: Request, send, writer, who: str | None) -> None:
+        """PING, STATUS, HUNG, FAILED answer at once; START/STOP/RESTART/SHUTDOWN go through the queue."""
         sup = self.sup
         if req.verb == "PING":
             send("OK pong")
             return
         if req.verb == "STATUS":
-            st = sup.status()
-            st["watcher"] = {"pid": os.getpid(), "ha": sup.ha, "port": sup.watcher_port,
-                             "autorestart": sup.cfg.get_bool("local.autorestart"),
-                             "window": sup.budget.window}
-            send("OK " + json.dumps(st, separators=(",", ":")))
+            send("OK " + json.dumps(sup.status(), separators=(",", ":")))
             return
         if req.verb == "AUTH":
             send("OK")
+            return
+        if req.verb == "HUNG":
+            if len(req.args) < 2 or req.args[0] not in PROBE_TARGETS:
+                send(f"ERR usage: HUNG <{'|'.join(PROBE_TARGETS)}> <since> <detail...>")
+                return
+            try:
+                since = float(req.args[1])
+            except ValueError:
+                since = 0.0
+            outcome, text = sup.report_hang(req.args[0], since, " ".join(req.args[2:]) or "no answer",
+                                            who or "a client")
+            send("OK " + Answer(outcome, text).format())
+            return
+        if req.verb == "FAILED":
+            name = req.args[0] if req.args else "utility"
+            reason = " ".join(req.args[1:]) or "failed"
+            outcome, text = sup.utility_failed(name, reason, by=who)
+            send("OK " + Answer(outcome, text).format())
             return
 
         def progress(kind: str, text: str) -> None:
@@ -139,42 +234,55 @@ class ControlServer:
                     if off:
                         send(f"ERR {off[0]} is not enabled ({BY_NAME[off[0]].enable} = no)")
                         return
-                fut = sup.submit(lambda: sup.op_start(names, out))
+                fut = sup.request_start(names, out, by=who)
             elif req.verb == "STOP":
                 force = bool(args) and args[0] == "-f"
                 args = args[1:] if force else args
-                names = self._names(args) if args else [c for c in STOP_ORDER if sup.children[c]]
-                fut = sup.submit(lambda: sup.op_stop(names, out, force))
+                names = self._names(args) if args else [c for c in STOP_ORDER if sup.comps[c].procs]
+                fut = sup.request_stop(names, out, force, by=who)
             elif req.verb == "RESTART":
                 if not args:
                     send("ERR usage: RESTART COMPONENT...")
                     return
-                names = self._names(args)
-                fut = sup.request_restart(names, reason="request", out=out)
+                fut = sup.request_restart(self._names(args), out, by=who)
                 if fut is None:
-                    send("ERR nothing to restart (not restartable, or restart limit reached)")
-                    return
-            elif req.verb == "FAILED":
-                who = args[0] if args else "utility"
-                reason = " ".join(args[1:]) or "failed"
-                sup.alert(M.UTILITY_FAILED.format(who=who, reason=reason))
-                fut = sup.request_restart(["store"], reason="failure")
-                if fut is None:
-                    send("OK not restarted")
+                    send("ERR nothing to restart (never restarted automatically)")
                     return
             elif req.verb == "SHUTDOWN":
-                fut = sup.submit(lambda: sup.op_shutdown(0, out))
+                fut = sup.shutdown(0, out, by=who)
             else:
                 send(f"ERR unexpected request {req.verb}")
                 return
         except KeyError as e:
             send(f"ERR unknown component {e.args[0]!r}; known: {' '.join(components.known_names())}")
             return
+        task = asyncio.get_running_loop().create_task(self._wait(fut, send, writer))
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+        await asyncio.shield(task)
+
+    async def quiesce(self, timeout: float = 1.0) -> None:
+        """Let every request that has its answer send it (SHUTDOWN's OK before the watcher exits)."""
+        if self._answering:
+            await asyncio.wait(set(self._answering), timeout=timeout)
+
+    @staticmethod
+    async def _wait(fut: asyncio.Future, send, writer) -> None:
+        """Answer when FUT is done; meanwhile a K line every KEEPALIVE seconds."""
+        while True:
+            done, _ = await asyncio.wait({fut}, timeout=KEEPALIVE)
+            if done:
+                break
+            send("K")
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
         try:
-            await fut
+            fut.result()
             send("OK")
         except Exception as e:
             send(f"ERR {e}")
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
 
     @staticmethod
     def _names(args: list[str]) -> list[str]:

@@ -1,199 +1,290 @@
-"""Supervisor: component state, failure decisions and the start/stop/restart operations.
+"""Supervisor: the facts about each component, the decisions about failures, and the one door
+through which a state changes.
 
-Events (a pidfd turns readable, a registration closes, a request arrives) are handled
-synchronously: state changes go through _enter(), the RestartBudget decides, and operations are
-queued. One worker runs the operations one at a time, each wait with a named deadline. A request
-that arrives during a restart waits in the queue; nothing is refused for being busy.
+Events arrive synchronously, from the loop: a pidfd turns readable (on_exit), a registration comes,
+says BYE or closes without it, msprobe reports a hang, a store utility fails, a request arrives. Each
+is recorded as a fact (journal.py, the component's last exit), the policy (policy.py) decides, and
+operations (operations.py) are queued to carry the decision out, one at a time.
 
-The same class runs inside the watcher daemon and, when local.watcher.enable is no (or no
-watcher answers stop-msg), inside start-msg/stop-msg for one operation.
+The rules that keep the watcher truthful (issue 10):
+- Every state change goes through `enter()`, which checks states.TRANSITIONS; RUNNING always names
+  a live process, and a component without processes takes the state its last decision gave it
+  (`settle()`): BACKOFF while a restart is due, EXITED or FATAL when none will come, STOPPED only
+  after a stop request.
+- A process that dies unasked is always a failure. It is merged into a restart of its unit only
+  when that restart has not started the member yet; one that dies after its unit's restart started
+  it is a new failure with its own grant (or FATAL).
+- The budget, the restarts, what is wanted up and the last failures are saved in
+  data/run/supervision.json, so a new watcher carries on where a dead one stopped.
+
+The same class runs inside start-msg/stop-msg, for one operation, when no watcher is used.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from msgsrv import logfmt
 from msgsrv import messages as M
-from msgsrv.components import BY_NAME, START_ORDER, STOP_ORDER, STORE_GROUP, unit_members
-from msgsrv.config.store import ConfigStore
-from msgsrv.errors import OperationFailed
+from msgsrv.components import BY_NAME, START_ORDER, unit_members
 from msgsrv.paths import ServerRoot
+from msgsrv.watcher import adoption, reports, statefile
 from msgsrv.watcher import children as ch
-from msgsrv.watcher.policy import RestartBudget, Verdict
-from msgsrv.watcher.states import State, allowed
+from msgsrv.watcher import operations as ops
+from msgsrv.watcher import status as status_view
+from msgsrv.watcher.configview import ConfigView
+from msgsrv.watcher.facts import Comp, Restart
+from msgsrv.watcher.journal import Journal
+from msgsrv.watcher.policy import Action, RestartBudget, decide
+from msgsrv.watcher.states import GIVEN_UP, WITH_PROCESSES, State, allowed
 
-DOT_EVERY = 0.05  # one progress dot per 50 ms of waiting
-MIN_DOTS = 3
-
-
-class StartFailed(OperationFailed):
-    pass
-
-
-class Out:
-    """Where the lines of one operation go: the watcher log always, a requesting client if any.
-
-    text() adds to the current line (and shows it at once); line() completes it.
-    """
-
-    def __init__(self, log: Callable[[str], None], send: Callable[[str, str], None] | None = None):
-        self._log = log
-        self._send = send
-        self._partial = ""
-
-    def text(self, s: str) -> None:
-        self._partial += s
-        if self._send:
-            self._send("T", s)
-
-    def line(self, s: str = "") -> None:
-        full, self._partial = self._partial + s, ""
-        self._log(full)
-        if self._send:
-            self._send("L", s)
-
-
-class Dots:
-    """Real progress: a dot every DOT_EVERY seconds while a wait lasts (at least MIN_DOTS)."""
-
-    def __init__(self, out: Out):
-        self.out = out
-        self.count = 0
-        self._task: asyncio.Task | None = None
-
-    async def _tick(self) -> None:
-        while True:
-            self.out.text(".")
-            self.count += 1
-            await asyncio.sleep(DOT_EVERY)
-
-    def __enter__(self) -> Dots:
-        self._task = asyncio.get_running_loop().create_task(self._tick())
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._task:
-            self._task.cancel()
-        while self.count < MIN_DOTS:
-            self.out.text(".")
-            self.count += 1
+DISCONNECT_GRACE = 0.5  # seconds: a registration closed without BYE whose process still lives is a failure
+CONFIG_RECHECK = 1.0  # seconds between looks at a config file that does not parse, while a restart waits
 
 
 class Supervisor:
     def __init__(self, root: ServerRoot, *, ha: bool = False, supervised: bool = True,
-                 watcher_port: int | None = None, console: Callable[[str], None] | None = None):
+                 watcher_port: int | None = None, console: Callable[[str], None] | None = None,
+                 procs: ch.Processes | None = None, by: str = "watcher"):
         self.root = root
-        self.cfg = ConfigStore(root.config_file)
         self.ha = ha
         self.supervised = supervised  # True inside the watcher daemon
         self.watcher_port = watcher_port
         self.console = console or (lambda line: None)
-        self.state: dict[str, State] = {c: State.STOPPED for c in START_ORDER}
-        self.children: dict[str, list[ch.Child]] = {c: [] for c in START_ORDER}
-        self.since: dict[str, float] = {}
-        self.started_with: set[str] = set()  # components started by this watcher ("enabled at start-up")
+        self.by = by  # who acts when this supervisor acts on its own (the journal's `by`)
+        self.journal = Journal(root.run_dir)
+        self.recorder = statefile.Recorder(self._record_problem)
+        self.cfg = ConfigView(root.config_file, self._config_problem)
+        self.procs = procs or ch.Processes()
+        self.comps: dict[str, Comp] = {c: Comp(c) for c in START_ORDER}
         self.budget = RestartBudget()
-        self.queue: asyncio.Queue = asyncio.Queue()
-        self.pending_units: set[str] = set()
-        self.restarts_total: dict[str, int] = {}  # unit -> restarts since the watcher started
+        self.restarts_total: dict[str, int] = {}
+        self.pending: dict[str, list[Restart]] = {}
+        self.ops = ops.OperationQueue()
+        self.anomalies = 0  # transitions outside the table (always 0 unless the watcher has a bug)
         self._ready: dict[int, asyncio.Future] = {}
         self._exited: dict[int, asyncio.Future] = {}
+        self._leftovers: dict[str, set[asyncio.Task]] = {c: set() for c in START_ORDER}
+        self._save_handle: asyncio.Handle | None = None
+        self._retry_handle: asyncio.TimerHandle | None = None
+        self._config_handle: asyncio.TimerHandle | None = None
         self.finished = asyncio.Event()
         self.exit_code = 0
         self.closing = False
 
-    # -- logging -------------------------------------------------------------------
+    # -- logging ---------------------------------------------------------------------------------
     def log(self, line: str) -> None:
-        logfmt.append(self.root.watcher_log, line)
+        with contextlib.suppress(OSError):  # a full disk must not stop supervision
+            logfmt.append(self.root.watcher_log, line)
 
     def alert(self, line: str, severity: str = "Error") -> None:
         """Failures: watcher log, default log and the console (SPEC §3 "Logs")."""
         self.log(line)
-        logfmt.default_log(self.root, "watcher", severity, line)
+        with contextlib.suppress(OSError):
+            logfmt.default_log(self.root, "watcher", severity, line)
         self.console(line)
 
-    # -- the one door for state changes ---------------------------------------------
-    def _enter(self, c: str, new: State) -> None:
-        old = self.state[c]
+    def _config_problem(self, line: str, broken: bool) -> None:
+        self.alert(line, "Error" if broken else "Notice")
+        self.journal.add("config", detail=line)
+        if not broken:
+            self._resume_deferred()
+
+    def _record_problem(self, line: str) -> None:
+        self.alert(line, "Warning")
+
+    # -- the one door for state changes -------------------------------------------------------------
+    def enter(self, c: str, new: State, reason: str | None = None) -> None:
+        comp = self.comps[c]
+        old = comp.state
+        if new is State.RUNNING and not comp.procs:
+            self._anomaly(f"{c}: RUNNING without a process refused (state stays {old.value})")
+            return
         if not allowed(old, new):
-            raise RuntimeError(f"{c}: illegal transition {old.value} -> {new.value}")
+            self._anomaly(f"{c}: transition {old.value} -> {new.value} outside the table")
+        if new not in WITH_PROCESSES and comp.procs:
+            self._anomaly(f"{c}: {new.value} with live processes {[k.pid for k in comp.procs]}")
         if old != new:
-            self.state[c] = new
-            if new in (State.RUNNING, State.STARTING):
-                self.since.setdefault(c, time.time())
-            else:
-                self.since.pop(c, None)
+            comp.state = new
+            comp.since = time.time()
+        if new in (State.STARTING, State.RUNNING, State.STOPPING, State.STOPPED):
+            comp.reason = None
+        elif reason is not None:
+            comp.reason = reason
 
-    # -- config ----------------------------------------------------------------------
-    def enabled(self) -> list[str]:
+    def _anomaly(self, text: str) -> None:
+        self.anomalies += 1
+        self.log(f"internal error: {text}")
+
+    def settle(self, c: str, down: State | None = None) -> None:
+        """C has no process left (or may not): take the state its last decision gave it."""
+        comp = self.comps[c]
+        if down is not None:
+            comp.down_state = down
+        if not comp.procs and comp.state != comp.down_state:
+            self.enter(c, comp.down_state)
+
+    def want(self, c: str, wanted: bool) -> None:
+        if self.comps[c].wanted != wanted:
+            self.comps[c].wanted = wanted
+            self.save_soon()
+
+    # -- config --------------------------------------------------------------------------------------
+    def seed_config(self, overrides: dict[str, str]) -> None:
+        """Supervise with OVERRIDES (the last good configuration saved) until the file parses."""
+        self.cfg = ConfigView(self.root.config_file, self._config_problem, seed=overrides)
         self.cfg.refresh()
-        return [c for c in START_ORDER if self.cfg.get_bool(BY_NAME[c].enable)]
 
-    def _seconds(self, c: str, what: str, default: float) -> float:
-        return self.cfg.get_float(f"local.{c}.{what}", default)
+    def enabled(self) -> list[str]:
+        cfg = self.cfg.refresh()
+        return [c for c in START_ORDER if cfg.get_bool(BY_NAME[c].enable)]
 
-    def alive(self, c: str) -> list[ch.Child]:
-        return list(self.children[c])
+    def port_of(self, c: str) -> int | None:
+        ports = BY_NAME[c].ports
+        return self.cfg.current.get_int(ports[0][1]) if ports else None
 
-    # -- operations queue --------------------------------------------------------------
-    def submit(self, op: Callable[[], Awaitable]) -> asyncio.Future:
-        fut = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait((op, fut))
-        return fut
+    def window(self) -> float:
+        self.budget.window = self.cfg.current.get_float("local.autorestart.timeout", 600.0)
+        return self.budget.window
 
-    async def worker(self) -> None:
-        while True:
-            op, fut = await self.queue.get()
-            try:
-                res = await op()
-            except Exception as e:  # an operation's failure belongs to its requester
-                if not fut.done():
-                    fut.set_exception(e)
-            else:
-                if not fut.done():
-                    fut.set_result(res)
+    # -- process facts ---------------------------------------------------------------------------------
+    def spawned(self, child: ch.Child) -> None:
+        """A process of ours exists: record it before anything else can fail (issue 10)."""
+        built_in = not self.cfg.current.get_str(f"local.{child.component}.command", "").strip()
+        self._track(child, ready=self.supervised and built_in)  # built-in servers register when ready
+        self.write_pids(child.component)
 
-    # -- child events -------------------------------------------------------------------
-    def _watch(self, child: ch.Child) -> None:
+    def adopted(self, child: ch.Child) -> None:
+        """A process a previous watcher left running is ours now (adoption.py)."""
+        self._track(child, ready=False)
+
+    def _track(self, child: ch.Child, ready: bool) -> None:
+        self.comps[child.component].procs.append(child)
         loop = asyncio.get_running_loop()
         self._exited[child.pid] = loop.create_future()
-        loop.add_reader(child.pidfd, self._on_exit, child)
+        if ready:
+            self._ready[child.pid] = loop.create_future()
+        self.procs.watch(child, self.on_exit)
 
-    def _on_exit(self, child: ch.Child) -> None:
-        # A pidfd turned readable: the process is gone (SPEC §3: no polling loop).
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(child.pidfd)
-        child.exit_status = ch.reap(child)
-        ch.close_fd(child.pidfd)
+    def exit_future(self, child: ch.Child) -> asyncio.Future | None:
+        return self._exited.get(child.pid)
+
+    def write_pids(self, c: str) -> None:
+        for k in self.comps[c].procs:
+            self.procs.fill_create_time(k)
+        statefile.write_pid_records(self.recorder, self.root.pid_file(c), [k.record() for k in self.comps[c].procs])
+        self._retry_records()
+
+    def _retry_records(self) -> None:
+        """While some record could not be written (a full disk), try again now and then."""
+        if self.recorder.flush() or self._retry_handle is not None:
+            return
+
+        def again() -> None:
+            self._retry_handle = None
+            self._retry_records()
+
+        with contextlib.suppress(RuntimeError):
+            self._retry_handle = asyncio.get_running_loop().call_later(statefile.RETRY_EVERY, again)
+
+    def on_exit(self, child: ch.Child, status: int | None) -> None:
+        """A pidfd turned readable: the process is gone (SPEC §3: no polling loop)."""
         c = child.component
-        if child in self.children[c]:
-            self.children[c].remove(child)
-        self._write_pidfile(c)
+        comp = self.comps[c]
+        child.exited, child.exit_status = True, status
+        if child in comp.procs:
+            comp.procs.remove(child)
+        self.write_pids(c)
         fut = self._exited.pop(child.pid, None)
         if fut and not fut.done():
-            fut.set_result(child.exit_status)
+            fut.set_result(status)
         ready = self._ready.pop(child.pid, None)
         if ready and not ready.done():
-            ready.set_exception(StartFailed(f"exited with status {child.exit_status}"))
-        if child.stopping or self.closing or self.state[c] == State.STARTING:
-            return  # expected, or the start operation reports it
+            ready.set_exception(ops.StartFailed(f"exited with status {status}"))
+        task = asyncio.get_running_loop().create_task(self.procs.clear_leftovers(child))
+        self._leftovers[c].add(task)
+        task.add_done_callback(self._leftovers[c].discard)
+        if child.stopping or self.closing:
+            return  # we asked for it (the operation records the stop)
         if child.unregistered:
+            # it said BYE first: an orderly exit nobody asked the watcher for; not restarted
             self.log(M.EXITED_CLEANLY.format(c=c, pid=child.pid))
-            self._settle(c)
-            return  # it said BYE first: an orderly exit, not a failure
-        daemon = BY_NAME[c].daemon
-        self.failure(c, M.WATCHED_EXITED.format(daemon=daemon, pid=child.pid))
+            self.journal.add("exited", c, BY_NAME[c].unit, child.pid, ch.describe(status))
+            comp.last_exit = self._exit_fact(child, status)
+            self.settle(c, State.EXITED)
+            self.save_soon()
+            return
+        comp.last_exit = self._exit_fact(child, status)
+        line = M.WATCHED_EXITED.format(daemon=BY_NAME[c].daemon, pid=child.pid)
+        # an exit before the readiness check passed is a start-up failure: it counts all the same
+        self.failure(c, "exit", line, f"{line} ({ch.describe(status)})", pid=child.pid,
+                     start=comp.state is State.STARTING)
 
+    @staticmethod
+    def _exit_fact(child: ch.Child, status: int | None) -> dict:
+        return {"pid": child.pid, "status": status, "how": ch.describe(status), "time": time.time()}
+
+    async def leftovers_done(self, c: str) -> None:
+        """Wait until what was left of C's exited processes is gone (its ports are free again)."""
+        tasks = list(self._leftovers[c])
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def wait_ready(self, c: str, spawned: list[ch.Child], external: bool, ready_by: float) -> None:
+        """Registration of every worker (built-in, supervised), else the first port accepting.
+        Raises StartFailed when a worker exits, TimeoutError at READY_BY."""
+        futs = [self._ready[k.pid] for k in spawned if k.pid in self._ready]
+        exits = [self._exited[k.pid] for k in spawned if k.pid in self._exited]
+        if len(exits) < len(spawned):
+            raise ops.StartFailed("exited during start-up")
+        if futs:
+            waiting = set(futs)
+            while waiting:
+                timeout = ready_by - time.monotonic()
+                if timeout <= 0:
+                    raise TimeoutError
+                done, _ = await asyncio.wait(waiting | set(exits), timeout=timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for f in exits:
+                    if f.done():
+                        raise ops.StartFailed(f"exited with status {f.result()}")
+                for f in done & waiting:
+                    f.result()  # re-raises StartFailed from on_exit
+                waiting -= done
+            return
+        port = self.port_of(c)
+        while True:
+            for f in exits:
+                if f.done():
+                    raise ops.StartFailed(f"exited with status {f.result()}")
+            if port and await ops.accepts(port):
+                return
+            if time.monotonic() > ready_by:
+                raise TimeoutError
+            await asyncio.sleep(0.02)
+
+    def started(self, c: str) -> None:
+        comp = self.comps[c]
+        comp.down_state = State.STOPPED
+        pids = [k.pid for k in comp.procs]
+        self.journal.add("started", c, BY_NAME[c].unit, pids[0], " ".join(map(str, pids)))
+        self.save_soon()
+
+    def stopped(self, c: str) -> None:
+        """A requested stop is done: C is STOPPED (its last failure stays on record)."""
+        self.settle(c, State.STOPPED)
+        self.journal.add("stopped", c, BY_NAME[c].unit)
+        self.save_soon()
+
+    # -- registrations ------------------------------------------------------------------------------------
     def registered(self, component: str, pid: int) -> bool:
-        for child in self.children.get(component, []):
+        for child in self.comps[component].procs:
             if child.pid == pid:
+                child.registered = True
                 fut = self._ready.pop(pid, None)
                 if fut and not fut.done():
                     fut.set_result(True)
@@ -201,352 +292,220 @@ class Supervisor:
         return False
 
     def unregister(self, component: str, pid: int) -> None:
-        for child in self.children.get(component, []):
+        for child in self.comps[component].procs:
             if child.pid == pid:
                 child.unregistered = True
 
     def disconnected(self, component: str, pid: int) -> None:
-        """A registration closed without BYE. If the process is still there after a moment (its
-        exit would have been seen through the pidfd), it failed while alive (SPEC §3)."""
+        """A registration closed without BYE. If the process still lives after a moment (an exit
+        would have been seen through its pidfd), it failed while alive (SPEC §3)."""
 
         def check() -> None:
-            for child in self.children.get(component, []):
-                if child.pid == pid and not child.stopping and not self.closing \
-                        and self.state[component] == State.RUNNING:
-                    daemon = BY_NAME[component].daemon
-                    self.failure(component, M.WATCHED_DISCONNECTED.format(daemon=daemon, pid=pid))
+            for child in self.comps[component].procs:
+                if child.pid == pid and not child.stopping and not child.unregistered and not self.closing:
+                    line = M.WATCHED_DISCONNECTED.format(daemon=BY_NAME[component].daemon, pid=pid)
+                    self.failure(component, "disconnect", line, line, pid=pid)
 
-        asyncio.get_running_loop().call_later(0.5, check)
+        asyncio.get_running_loop().call_later(DISCONNECT_GRACE, check)
 
-    # -- failure policy -------------------------------------------------------------------
-    def failure(self, c: str, message: str) -> None:
-        """A component crashed or vanished: log it, then restart its unit if the policy allows."""
-        self.alert(message)
-        self.request_restart([c], reason="failure")
+    # -- failures and decisions -----------------------------------------------------------------------------
+    def failure(self, c: str, kind: str, line: str, detail: str, *, pid: int | None = None, by: str | None = None,
+                hung: bool = False, start: bool = False, delay: float = 0.0) -> tuple[Action, list[str]]:
+        """A failure of C: log it everywhere, decide, and queue the restart the decision grants."""
+        cfg = self.cfg.refresh()
+        unit = BY_NAME[c].unit
+        self.alert(line)
+        self.journal.add(kind, c, unit, pid, detail, by)
+        members = self.members(unit, c)
+        if self.closing:
+            return Action.NOT_ON, members  # shutting down: logged, nothing more
+        target = self._merge_target(unit, c)
+        self.window()
+        # without a watcher (start-msg/stop-msg acting alone) nobody is left to restart anything
+        autorestart = cfg.get_bool("local.autorestart") and self.supervised
+        action = decide(unit, autorestart=autorestart, merge=target is not None, budget=self.budget,
+                        now=time.monotonic())
+        if action is Action.NEVER:
+            self.alert(M.NOT_RESTARTABLE.format(c=c))
+            self.journal.add("not-restarted", c, unit, pid, M.NOT_RESTARTABLE.format(c=c))
+            self.settle(c, State.EXITED)
+        elif action is Action.NOT_ON:
+            text = M.AUTORESTART_OFF.format(units=" ".join(members))
+            self.alert(text, "Warning")
+            self.journal.add("not-restarted", c, unit, pid, text)
+            self.settle(c, State.FATAL if start else State.EXITED)  # -> FATAL: it could not start
+        elif action is Action.MERGE:
+            target.members.add(c)
+            if hung:
+                target.hung.add(c)
+            self.journal.add("restart-merged", c, unit, pid, " ".join(sorted(target.members)))
+            members = [m for m in START_ORDER if m in target.members]
+            self.settle(c, State.BACKOFF)  # -> BACKOFF: the restart under way covers it
+        elif action is Action.RESTART:
+            r = Restart(unit, set(members), c, by, hung={c} if hung else set(), delay=delay)
+            self.pending.setdefault(unit, []).append(r)
+            self.restarts_total[unit] = self.restarts_total.get(unit, 0) + 1
+            self.journal.add("restart-queued", c, unit, pid, " ".join(members), by)
+            self.settle(c, State.BACKOFF)  # -> BACKOFF: a restart is queued
+            self.ops.submit(lambda: ops.op_restart(self, r), f"restart {unit}")
+        else:  # GIVE_UP
+            text = M.GIVING_UP.format(c=c, n=self.budget.limit + 1, units=" ".join(members),
+                                      window=ops._fmt(self.budget.window))
+            self.alert(text, "Critical")
+            self.journal.add("give-up", c, unit, pid, text, by)
+            self.comps[c].down_state = State.FATAL
+            if self.comps[c].state in (State.STARTING, State.STOPPING):
+                self.comps[c].reason = text  # an operation is at work on it: it ends in RUNNING or FATAL
+            else:
+                self.enter(c, State.FATAL, reason=text)  # -> FATAL: budget spent (a hung one keeps its pids)
+            for m in members:
+                comp = self.comps[m]
+                if m != c and not comp.procs and comp.state in (State.BACKOFF, State.EXITED):
+                    self.settle(m, State.FATAL)
+            if self.ha:
+                self.alert(M.HA_SHUTDOWN, "Critical")
+                self.shutdown(1, by="watcher")
+        self.save_soon()
+        return action, members
 
-    def request_restart(self, components: list[str], reason: str = "request",
-                        out: Out | None = None) -> asyncio.Future | None:
-        """Restart the units of COMPONENTS (failure, msprobe or an admin). Returns the queued
-        operation, or None when nothing is restarted."""
-        self.cfg.refresh()
+    def start_failed(self, c: str, reason: str, resource: bool = False) -> None:
+        """A start that did not come up without an exit the supervisor saw (timeout, spawn error)."""
+        line = M.START_FAILED.format(c=c, reason=reason)
+        self.failure(c, "start-failed", line, line, start=True,
+                     delay=ops.RESOURCE_RETRY_DELAY if resource else 0.0)
+
+    def _merge_target(self, unit: str | None, c: str) -> Restart | None:
+        """The latest restart of UNIT, if it has not started C yet (then it covers this failure)."""
+        queue = self.pending.get(unit or "", [])
+        if queue and c not in queue[-1].started:
+            return queue[-1]
+        return None
+
+    def members(self, unit: str | None, c: str) -> list[str]:
+        """SPEC §1: the members of the unit meant to run (wanted), and the one that failed; a member
+        stopped by request stays stopped (issue 10)."""
+        if unit is None:
+            return [c]
+        return [m for m in unit_members(unit, START_ORDER) if m == c or self.comps[m].wanted]
+
+    # -- restarts waiting for the config file (a built-in server cannot start while it does not parse) ----
+    def defer(self, r: Restart) -> None:
+        """Hold R until config/msg.toml parses again: the built-in servers read it themselves, so a start
+        now would fail and spend the budget for nothing. The members still running keep running; the
+        queue is not held up (stop-msg still stops everything)."""
+        if not r.deferred:
+            r.deferred = True
+            units = " ".join(m for m in START_ORDER if m in r.members)
+            self.alert(M.WAITING_FOR_CONFIG.format(units=units, path=self.cfg.path))
+            self.journal.add("config", r.cause, r.unit, detail=M.WAITING_FOR_CONFIG.format(units=units,
+                                                                                          path=self.cfg.path))
+            for m in r.members:
+                if not self.comps[m].procs and self.comps[m].wanted:
+                    self.settle(m, State.BACKOFF)  # -> BACKOFF: its restart waits for the file
+                    self.comps[m].reason = M.WAITING_FOR_CONFIG.format(units=units, path=self.cfg.path)
+        self._recheck_config()
+
+    def _recheck_config(self) -> None:
+        """While a restart waits for the config file, look at the file again every CONFIG_RECHECK s."""
+        if self._config_handle is not None or not any(r.deferred for q in self.pending.values() for r in q):
+            return
+
+        def again() -> None:
+            self._config_handle = None
+            self.cfg.refresh()  # reports the fix, which resumes the deferred restarts
+            self._recheck_config()
+
+        self._config_handle = asyncio.get_running_loop().call_later(CONFIG_RECHECK, again)
+
+    def _resume_deferred(self) -> None:
+        for q in self.pending.values():
+            for r in q:
+                if r.deferred:
+                    r.deferred = False
+                    self.ops.submit(lambda r=r: ops.op_restart(self, r), f"restart {r.unit}")
+
+    def restart_finished(self, r: Restart) -> None:
+        queue = self.pending.get(r.unit, [])
+        if r in queue:
+            queue.remove(r)
+        if not queue:
+            self.pending.pop(r.unit, None)
+        if r.begun:
+            self.journal.add("restart-done", r.cause, r.unit, detail=" ".join(sorted(r.members)))
+        for m in r.members:
+            self.settle(m, None if self.comps[m].wanted else State.STOPPED)  # stopped by request meanwhile
+        self.save_soon()
+
+    # -- reports, adoption and the status view (reports.py, adoption.py, status.py) ----------------------
+    def report_hang(self, service: str, since: float, detail: str, by: str) -> tuple[str, str]:
+        return reports.hang(self, service, since, detail, by)
+
+    def utility_failed(self, who: str, reason: str, by: str | None = None) -> tuple[str, str]:
+        return reports.utility(self, who, reason, by)
+
+    def adopt(self, restore: bool = False) -> list[str]:
+        return adoption.adopt(self, restore)
+
+    def status(self) -> dict:
+        return status_view.snapshot(self)
+
+    # -- requests ----------------------------------------------------------------------------------------
+    def request_start(self, names: list[str], out: ops.Out, by: str | None = None) -> asyncio.Future:
+        self.journal.add("request", detail="start " + " ".join(names), by=by)
+        for c in names:
+            self.want(c, True)
+        return self.ops.submit(lambda: ops.op_start(self, names, out), "start")
+
+    def request_stop(self, names: list[str], out: ops.Out, force: bool = False, by: str | None = None) -> asyncio.Future:
+        self.journal.add("request", detail=("stop -f " if force else "stop ") + " ".join(names), by=by)
+        for c in names:
+            self.want(c, False)  # from now on a failure of it is not restarted
+        return self.ops.submit(lambda: ops.op_stop(self, names, out, force), "stop")
+
+    def request_restart(self, names: list[str], out: ops.Out | None = None, by: str | None = None) -> asyncio.Future | None:
+        """An admin's restart: not a failure, so no grant from the budget; FATAL members come back."""
+        self.journal.add("request", detail="restart " + " ".join(names), by=by)
+        last = None
         units: dict[str, str] = {}
-        for c in components:
+        for c in names:
             unit = BY_NAME[c].unit
             if unit is None:
                 self.alert(M.NOT_RESTARTABLE.format(c=c))
-                self._settle(c)
                 continue
             units.setdefault(unit, c)
-        if not units:
-            return None
-        if reason == "failure" and not self.cfg.get_bool("local.autorestart"):
-            for unit, c in units.items():
-                self.alert(M.AUTORESTART_OFF.format(units=" ".join(self._members(unit, c))))
-                self._settle(c)
-            return None
-        self.budget.window = self.cfg.get_float("local.autorestart.timeout", 600.0)
-        now = time.monotonic()
-        last = None
         for unit, c in units.items():
-            if unit in self.pending_units:
-                continue  # already queued: one failure, one restart
-            members = self._members(unit, c)
-            if self.budget.record(unit, now) is Verdict.GIVE_UP:
-                self.alert(M.GIVING_UP.format(c=c, n=self.budget.limit + 1, units=" ".join(members),
-                                              window=_fmt(self.budget.window)), severity="Critical")
-                for m in members:
-                    if not self.children[m]:
-                        self._enter(m, State.FATAL)  # -> FATAL: restart budget spent
-                if self.ha:
-                    self.alert(M.HA_SHUTDOWN, severity="Critical")
-                    last = self.submit(lambda: self.op_shutdown(1))
-                continue
-            for m in members:
-                if not self.children[m] and self.state[m] in (State.RUNNING, State.STARTING):
-                    self._enter(m, State.BACKOFF)
-            if self.state[c] == State.RUNNING:
-                self._enter(c, State.BACKOFF)
-            self.pending_units.add(unit)
-            self.restarts_total[unit] = self.restarts_total.get(unit, 0) + 1
-            last = self.submit(lambda u=unit, ms=members: self.op_restart(u, ms, out))
+            self.want(c, True)
+            r = Restart(unit, set(self.members(unit, c)), c, by)
+            self.pending.setdefault(unit, []).append(r)
+            self.settle(c)
+            last = self.ops.submit(lambda r=r: ops.op_restart(self, r, out), f"restart {unit}")
         return last
 
-    def _members(self, unit: str, c: str) -> list[str]:
-        """SPEC §3: a store-group failure restarts every store service enabled at start-up."""
-        pool = self.started_with | {c} | {m for m in START_ORDER if self.children[m]}
-        return unit_members(unit, [m for m in START_ORDER if m in pool])
-
-    def _settle(self, c: str) -> None:
-        if not self.children[c] and self.state[c] in (State.RUNNING, State.BACKOFF, State.STARTING):
-            self._enter(c, State.STOPPED)
-
-    # -- operations (run by the worker, one at a time) -----------------------------------------
-    async def op_start(self, names: list[str], out: Out) -> list[str]:
-        self.cfg.refresh()
-        failed = []
-        for c in names:
-            try:
-                await self.start_component(c, out)
-            except StartFailed as e:
-                failed.append(f"{c}: {e}")
-        if failed:
-            raise StartFailed("; ".join(failed))
-        return names
-
-    async def op_stop(self, names: list[str], out: Out, force: bool = False) -> None:
-        for c in STOP_ORDER:
-            if c in names:
-                await self.stop_component(c, out, force)
-
-    async def op_restart(self, unit: str, members: list[str], client: Out | None) -> None:
-        out = client or Out(self.log)
-        self.cfg.refresh()
-        try:
-            out.line(M.RECEIVED_RESTART.format(units=" ".join(members)))
-            out.line(M.CONNECTING)
-            for c in reversed(members):
-                await self.stop_component(c, out)
-            failed = None
-            for c in members:
-                try:
-                    await self.start_component(c, out)
-                except StartFailed as e:
-                    self.alert(M.START_FAILED.format(c=c, reason=e))
-                    failed = failed or c
-        finally:
-            self.pending_units.discard(unit)
-        if failed and not self.closing:
-            # SPEC §3: the budget covers every exit, start-up included; it decides whether to go on.
-            self.request_restart([failed], reason="failure")
-
-    async def op_shutdown(self, code: int = 0, out: Out | None = None) -> None:
-        out = out or Out(self.log)
+    def shutdown(self, code: int = 0, out: ops.Out | None = None, by: str | None = None) -> asyncio.Future:
+        self.journal.add("request", detail=f"shutdown (exit {code})", by=by)
         self.closing = True
-        await self.op_stop([c for c in STOP_ORDER if self.children[c]], out)
-        self.exit_code = code
-        self.finished.set()
+        return self.ops.preempt(lambda: ops.op_shutdown(self, code, out), "shutdown")
 
-    # -- start / stop one component ------------------------------------------------------------
-    def _command(self, c: str) -> str:
-        return self.cfg.get_str(f"local.{c}.command", "")
-
-    def _workers(self, c: str) -> int:
-        param = BY_NAME[c].workers
-        return max(1, self.cfg.get_int(param, 1)) if param else 1
-
-    def _env(self, c: str, worker: int) -> dict[str, str]:
-        env = dict(os.environ)
-        env["MSGSRV_BASE"] = str(self.root.base)
-        env["MSGSRV_COMPONENT"] = c
-        env["MSGSRV_WORKER"] = str(worker)
-        if self.supervised and self.watcher_port:
-            env["MSGSRV_SUPERVISED"] = "1"
-            env["MSGSRV_WATCHER_PORT"] = str(self.watcher_port)
-        else:
-            env.pop("MSGSRV_SUPERVISED", None)
-        return env
-
-    async def start_component(self, c: str, out: Out) -> list[int]:
-        """Start C with the configuration as the operation read it (see op_start / op_restart)."""
-        if self.children[c]:
-            out.line(M.ALREADY_RUNNING.format(c=c))
-            return [k.pid for k in self.children[c]]
-        self.started_with.add(c)
-        self._enter(c, State.STARTING)
-        command = self._command(c)
-        argv = ch.server_argv(c, command)
-        log_path = self.root.component_log(f"{c}.out")
-        deadline = self._seconds(c, "starttimeout", 10.0)
-        out.text(M.STARTING.format(c=c))
-        spawned: list[ch.Child] = []
-        with Dots(out):
-            try:
-                for w in range(self._workers(c)):
-                    pid = ch.spawn(argv, self._env(c, w), log_path)
-                    child = ch.Child(c, pid, ch.open_pidfd(pid), ch.create_time(pid), time.time(), worker=w)
-                    spawned.append(child)
-                    self.children[c].append(child)
-                    if self.supervised and not command.strip():
-                        self._ready[pid] = asyncio.get_running_loop().create_future()
-                    self._watch(child)
-                self._write_pidfile(c)
-                await asyncio.wait_for(self._wait_ready(c, spawned, bool(command.strip())), deadline)
-            except (OSError, StartFailed, TimeoutError, Exception) as e:
-                reason = e if not isinstance(e, TimeoutError) else f"not accepting within {_fmt(deadline)} s"
-                if isinstance(e, OSError) and e.filename:
-                    reason = f"unable to run {argv[0]}: {e.strerror}"
-                await self._kill_all(c, spawned)
-                self._enter(c, State.FATAL)
-                out.line(" failed")
-                tail = _tail(log_path)
-                raise StartFailed(f"{reason}{'; log: ' + tail if tail else ''}") from None
-        self._enter(c, State.RUNNING)
-        out.line(" " + " ".join(str(k.pid) for k in spawned))
-        if c == "store" and not command.strip():
-            await self._check_store(out)
-        return [k.pid for k in spawned]
-
-    async def _wait_ready(self, c: str, spawned: list[ch.Child], external: bool) -> None:
-        """Registration of every worker (built-in, supervised), else the first port accepting."""
-        futs = [self._ready[k.pid] for k in spawned if k.pid in self._ready]
-        exits = [self._exited[k.pid] for k in spawned if k.pid in self._exited]
-        if futs:
-            waiting = set(futs)
-            while waiting:
-                done, _ = await asyncio.wait(waiting | set(exits), return_when=asyncio.FIRST_COMPLETED)
-                for f in exits:
-                    if f.done():
-                        raise StartFailed(f"exited with status {f.result()}")
-                for f in done & waiting:
-                    f.result()  # re-raises StartFailed from _on_exit
-                waiting -= done
+    # -- the saved state (SPEC §4 "Nothing is forgotten") -------------------------------------------------
+    def save_soon(self) -> None:
+        """Write supervision.json once the current event is handled (changes coalesce)."""
+        if self._save_handle is not None:
             return
-        port = self._port(c)
-        while True:
-            if any(f.done() for f in exits):
-                raise StartFailed(f"exited with status {[f for f in exits if f.done()][0].result()}")
-            if port and await _accepts(port):
-                return
-            await asyncio.sleep(0.02)
+        try:
+            self._save_handle = asyncio.get_running_loop().call_soon(self.save_now)
+        except RuntimeError:
+            self.save_now()
 
-    def _port(self, c: str) -> int | None:
-        ports = BY_NAME[c].ports
-        return self.cfg.get_int(ports[0][1]) if ports else None
-
-    async def _check_store(self, out: Out) -> None:
-        """`checking store server status ... ready`: the store answers a STATUS line."""
-        out.text(M.CHECKING_STORE)
-        with Dots(out):
-            ok = await _store_status(self._port("store") or 0)
-        out.line(M.READY if ok else " not ready")
-
-    async def stop_component(self, c: str, out: Out, force: bool = False) -> None:
-        kids = self.alive(c)
-        if not kids:
-            out.line(M.NOT_RUNNING.format(c=c))
-            self._settle(c)
-            return
-        self._enter(c, State.STOPPING)
-        sig = signal.SIGKILL if force else signal.SIGTERM
-        for k in kids:
-            k.stopping = True
-            ch.signal_group(k.pid, sig)
-        grace = self._seconds(c, "stoptimeout", 5.0)
-        for k in kids:
-            out.text(M.STOPPING.format(c=c, pid=k.pid))
-            with Dots(out):
-                await self._wait_exit(k, grace)
-            out.line(M.DONE)
-        self._enter(c, State.STOPPED)
-
-    async def _wait_exit(self, k: ch.Child, grace: float) -> None:
-        fut = self._exited.get(k.pid)
-        if fut is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(fut), grace)
-            except TimeoutError:
-                ch.signal_group(k.pid, signal.SIGKILL)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(fut), 5.0)
-        ch.kill_leftovers(k.pid)  # grandchildren left in its process group
-
-    async def _kill_all(self, c: str, kids: list[ch.Child]) -> None:
-        for k in kids:
-            k.stopping = True
-            ch.signal_group(k.pid, signal.SIGKILL)
-        for k in kids:
-            await self._wait_exit(k, 5.0)
-
-    def _write_pidfile(self, c: str) -> None:
-        ch.write_pidfile(self.root.pid_file(c), self.children[c])
-
-    # -- re-adoption (SPEC §3: a new watcher supervises what the old one left running) ---------------
-    def adopt(self) -> list[str]:
-        adopted = []
-        for c in START_ORDER:
-            path = self.root.pid_file(c)
-            for rec in ch.read_pidfile(path):
-                pid, ctime = rec["pid"], float(rec.get("create_time", 0))
-                if not ch.alive_same(pid, ctime):
-                    continue
-                try:
-                    fd = ch.open_pidfd(pid)
-                except OSError:
-                    continue
-                child = ch.Child(c, pid, fd, ctime, float(rec.get("started", time.time())),
-                                 worker=int(rec.get("worker", 0)), adopted=True)
-                self.children[c].append(child)
-                self._watch(child)
-            if self.children[c]:
-                self._enter(c, State.RUNNING)
-                self.started_with.add(c)
-                adopted.append(c)
-                self.log(M.ADOPTED.format(c=c, pid=" ".join(str(k.pid) for k in self.children[c])))
-            self._write_pidfile(c)
-        return adopted
-
-    # -- status ------------------------------------------------------------------------------
-    def status(self) -> dict:
-        now, mono = time.time(), time.monotonic()
-        self.budget.window = self.cfg.get_float("local.autorestart.timeout", 600.0)
-        rows = []
-        for c in START_ORDER:
-            comp = BY_NAME[c]
-            kids = self.children[c]
-            rows.append({
-                "name": c,
-                "daemon": comp.daemon,
-                "state": self.state[c].value,
-                "pids": [k.pid for k in kids],
-                "uptime": round(now - min(k.started for k in kids), 1) if kids else None,
-                "restarts": self.budget.in_window(comp.unit, mono) if comp.unit else 0,
-                "unit": comp.unit,
-                "group": "store" if c in STORE_GROUP else None,
-            })
-        return {"components": rows}
-
-
-async def _accepts(port: int) -> bool:
-    try:
-        _, w = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    w.close()
-    with contextlib.suppress(Exception):
-        await w.wait_closed()
-    return True
-
-
-async def _store_status(port: int, timeout: float = 5.0) -> bool:
-    try:
-        r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
-    except (OSError, TimeoutError):
-        return False
-    try:
-        greeting = await asyncio.wait_for(r.readline(), timeout)
-        w.write(b"STATUS\r\n")
-        await w.drain()
-        answer = await asyncio.wait_for(r.readline(), timeout)
-        return bool(greeting) and bool(answer) and not answer.upper().startswith((b"-", b"ERR", b"* BAD"))
-    except (OSError, TimeoutError):
-        return False
-    finally:
-        w.close()
-
-
-def _tail(path, lines: int = 3) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4096))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return " | ".join(ln.strip() for ln in text.strip().splitlines()[-lines:] if ln.strip())
-
-
-def _fmt(n: float) -> str:
-    return str(int(n)) if float(n) == int(n) else str(n)
+    def save_now(self) -> None:
+        self._save_handle = None
+        comps = {c: {"wanted": k.wanted, "state": k.state.value if k.state in GIVEN_UP else None,
+                     "reason": k.reason, "last_exit": k.last_exit} for c, k in self.comps.items()}
+        pending = [{"unit": r.unit, "members": sorted(r.members), "cause": r.cause, "hung": sorted(r.hung)}
+                   for q in self.pending.values() for r in q]
+        data = statefile.state_snapshot(time.monotonic(), self.budget.grants(), self.restarts_total, comps,
+                                        pending, self.cfg.overrides() if self.cfg.good else None)
+        self.recorder.write(self.root.run_dir / statefile.STATE, data)
+        self._retry_records()
 
 
 def console_writer(line: str) -> None:

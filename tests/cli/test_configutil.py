@@ -179,6 +179,8 @@ def test_H_alone_lists_the_whole_catalogue(cli, listed):
 
 def test_H_with_prefix_and_marks(cli):
     ok(cli("configutil", "-H", "-m", "-p", "local.watcher"), (
+        "local.watcher.calltimeout = 5 [REFRESHABLE] [duration 0.01-3600]\n"
+        "local.watcher.cgroups = yes [NOT REFRESHABLE] [boolean]\n"
         "local.watcher.enable = yes [NOT REFRESHABLE] [boolean]\n"
         "local.watcher.httpaddr = 127.0.0.1 [NOT REFRESHABLE] [host]\n"
         "local.watcher.httpport = 49995 [NOT REFRESHABLE] [port_or_off]\n"

@@ -98,6 +98,23 @@ def test_ha_watcher_giving_up_makes_monitor_fail_for_failover(suite, base):
     assert agent("stop", base).returncode == OCF_SUCCESS
 
 
+def test_monitor_fails_on_a_component_the_watcher_will_not_restart_not_while_it_restarts(suite, base):
+    suite.configure(args={"store": "--delay 1.5"})  # a restart of the store group takes a while
+    assert agent("start", base, probe="false").returncode == OCF_SUCCESS
+    suite.kill(suite.pids("imap")[0])
+    wait_for(lambda: suite.status()["store"]["state"] in ("STARTING", "BACKOFF"))
+    assert suite.cli("watcher", "status").returncode == 3
+    assert agent("monitor", base, probe="false").returncode == OCF_SUCCESS  # the watcher at work
+    wait_for(lambda: all(suite.status()[c]["state"] == "RUNNING" for c in ("store", "imap", "pop", "http")),
+             timeout=20)
+    assert suite.cli("configutil", "-o", "local.autorestart", "-v", "no").returncode == 0
+    suite.kill(suite.pids("imap")[0])
+    wait_for(lambda: suite.status()["imap"]["state"] == "EXITED")
+    r = agent("monitor", base, probe="false")
+    assert r.returncode == OCF_ERR_GENERIC and "EXITED" in r.stderr
+    assert agent("stop", base).returncode == OCF_SUCCESS
+
+
 @pytest.mark.integration
 def test_ocf_tester_passes_on_the_built_in_suite(root, base, cli):
     tester = need("ocf-tester", "resource-agents")

@@ -5,7 +5,7 @@
         port = fs.start("hang")          # accepts, never answers
         port = fs.start("slow", 0.3)     # answers like "line" after 0.3 s
 
-A FakeWatcher speaks the control protocol's AUTH / RESTART / FAILED lines and records them.
+A FakeWatcher speaks the control protocol's AUTH / HUNG / FAILED lines and records them.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class FakeWatcher:
 
         async def handle(reader, writer) -> None:
             first = (await reader.readline()).decode().split()
-            if first != ["AUTH", self.token]:
+            if first[:2] != ["AUTH", self.token] or len(first) > 3:  # AUTH <token> [<who>]
                 writer.write(b"ERR bad token\n")
                 writer.close()
                 return

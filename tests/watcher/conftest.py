@@ -17,7 +17,10 @@ from tests.conftest import command_path, free_ports, wait_for  # noqa: F401  (re
 FAKE = Path(__file__).with_name("fakesrv.py")
 STORE = ("store", "imap", "pop", "http")
 PORT_PARAM = {"store": "local.store.port", "imap": "service.imap.port", "pop": "service.pop.port",
-              "http": "service.http.port"}
+              "http": "service.http.port", "ens": "local.ens.port", "dispatcher": "service.smtp.port",
+              "job_controller": "local.job_controller.port"}
+SWITCH = {"ens": "local.ens.enable", "sched": "local.sched.enable", "cert": "local.cert.enable",
+          "dispatcher": "local.imta.enable", "job_controller": "local.imta.enable"}
 
 
 def seed_restart_sequence(old: dict[str, list[int]], store_check: bool) -> list[str]:
@@ -44,19 +47,30 @@ class Suite:
         self.cli = cli
         self.base = root.base
 
-    def configure(self, **extra: str) -> None:
-        ports = free_ports(5)
+    def configure(self, components=STORE, args: dict[str, str] | None = None, **extra: str) -> None:
+        """Stand-in servers (fakesrv.py) for COMPONENTS on free ports, autorestart yes, pop with 4
+        workers; ARGS: extra fakesrv options per component; EXTRA: more settings."""
+        components = tuple(components) + (("job_controller",) if "dispatcher" in components else ())
+        ports = free_ports(1 + len(components))
         self.watcher_port = ports[0]
         settings = {"local.watcher.port": str(ports[0]), "local.watcher.httpport": "0", "local.autorestart": "yes",
                     "service.pop.numprocesses": "4", "local.schedule.msprobe.enable": "no"}
         for c in ("ens", "sched", "cert", "imta"):
             settings[f"local.{c}.enable"] = "no"
+        for c in STORE:
+            if c not in components:
+                settings[{"store": "local.store.enable"}.get(c, f"service.{c}.enable")] = "no"
         self.ports = {}
-        for c, p in zip(STORE, ports[1:]):
+        for c, p in zip(components, ports[1:]):
             self.ports[c] = p
             settings[PORT_PARAM[c]] = str(p)
-            settings[f"local.{c}.command"] = f"{sys.executable} {FAKE} {p}"
+            settings[f"local.{c}.command"] = f"{sys.executable} {FAKE} {p} {(args or {}).get(c, '')}".strip()
+            if c in SWITCH:
+                settings[SWITCH[c]] = "yes"
         settings.update(extra)
+        self.set(settings)
+
+    def set(self, settings: dict[str, str]) -> None:
         text = "".join(f"{k}={v}\n" for k, v in settings.items())
         f = self.base / "import.txt"
         f.write_text(text)
@@ -83,9 +97,14 @@ class Suite:
         return [ln.split("] ", 1)[1] if ln.startswith("[") else ln for ln in self.log().splitlines()]
 
     def status(self) -> dict:
+        """`watcher status --json` by component; its exit status (0: all enabled RUNNING, 3: not) agrees."""
         r = self.cli("watcher", "status", "--json")
-        assert r.returncode == 0, r.stderr
-        return {c["name"]: c for c in json.loads(r.stdout)["components"]}
+        assert r.returncode in (0, 3), r.stderr
+        data = json.loads(r.stdout)
+        comps = {c["name"]: c for c in data["components"]}
+        all_up = all(c["state"] == "RUNNING" for c in comps.values() if c["enabled"])
+        assert r.returncode == (0 if all_up else 3) == data["exit_status"], (r.returncode, comps)
+        return comps
 
     def kill(self, pid: int, sig=signal.SIGKILL) -> None:
         os.kill(pid, sig)
@@ -99,7 +118,7 @@ def suite(root, cli):
     s = Suite(root, cli)
     yield s
     subprocess.run([command_path("stop-msg"), "-f"], capture_output=True, timeout=60)
-    for c in ("watcher", *STORE):
+    for c in ("watcher", *PORT_PARAM):
         for pid in s.pids(c):
             try:
                 os.killpg(pid, signal.SIGKILL)

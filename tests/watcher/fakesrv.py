@@ -1,24 +1,77 @@
 """A tiny stand-in server for watcher tests run as `local.<c>.command`: greets, answers one line.
 
-argv: PORT [--fork] (with --fork it leaves a grandchild `sleep` in its process group)."""
+argv: PORT [options]
+    --fork              leave a grandchild `sleep` in its process group
+    --stubborn-child    fork a child that ignores SIGTERM and keeps the listening socket (an orphan
+                        that would swallow clients if it survived its leader)
+    --escape            the stubborn child also calls setsid() (only a cgroup catches it)
+    --delay S           wait S seconds before listening (a slow start)
+    --ignore-term       ignore SIGTERM (only SIGKILL stops it)
+    --exit-after-first  exit with status 1 right after its first connection (readiness check passed)
+    --hang              accept connections but never answer them (a hung server)
+    --drop-registration S   register with the watcher like a built-in server, then close the
+                        registration without BYE after S seconds and stay alive
+
+It binds with SO_REUSEPORT so that several copies (numprocesses > 1) can share a port, as an
+external program managing its own sockets might.
+"""
 
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 
 port = int(sys.argv[1])
-if "--fork" in sys.argv:
+args = sys.argv[2:]
+
+
+def opt(name, default=None):
+    return args[args.index(name) + 1] if name in args else default
+
+
+if "--delay" in args:
+    time.sleep(float(opt("--delay")))
+if "--fork" in args:
     subprocess.Popen(["sleep", "1000"])
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
 s.bind(("127.0.0.1", port))
 s.listen()
-signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
+if "--stubborn-child" in args and os.fork() == 0:
+    if "--escape" in args:
+        os.setsid()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while True:  # holds the listening socket, never accepts
+        time.sleep(1)
+if "--ignore-term" in args:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+else:
+    signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
+if "--drop-registration" in args:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    from msgsrv.control.client import Registration
+
+    reg = Registration.open(os.environ["MSGSRV_COMPONENT"])
+
+    def drop(*_):
+        if reg.client is not None:
+            reg.client.close()  # no BYE: the watcher must treat this as a failure
+            reg.client = None
+
+    signal.signal(signal.SIGALRM, drop)
+    signal.setitimer(signal.ITIMER_REAL, float(opt("--drop-registration")))
+held = []
 while True:
-    c, _ = s.accept()
+    try:
+        c, _ = s.accept()
+    except InterruptedError:
+        continue
+    if "--hang" in args:
+        held.append(c)
+        continue
     try:
         c.sendall(b"* OK ready\r\n")
         if c.recv(100):
@@ -26,3 +79,5 @@ while True:
     except OSError:
         pass
     c.close()
+    if "--exit-after-first" in args:
+        os._exit(1)

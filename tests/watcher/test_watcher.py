@@ -79,8 +79,11 @@ def test_autorestart_no_logs_everywhere_and_restarts_nothing(suite, cli, root):
     assert cli("stop-msg", "imap").returncode == 0
     assert "Received request to restart" not in suite.log()
     assert suite.pids("imap") == []
-    assert suite.status()["imap"]["state"] == "STOPPED"
-    assert suite.status()["store"]["state"] == "RUNNING"
+    st = suite.status()
+    # issue 10: a crash that is not restarted is EXITED with its exit status and time, never STOPPED
+    assert st["imap"]["state"] == "EXITED" and st["imap"]["pids"] == []
+    assert st["imap"]["last_exit"]["pid"] == pid and st["imap"]["last_exit"]["status"] == -9
+    assert st["store"]["state"] == "RUNNING"
 
 
 def test_third_failure_inside_window_is_fatal_and_window_expiry_restarts_again(suite, cli):
@@ -194,7 +197,15 @@ def test_a_server_that_cannot_start_is_reported_with_its_log(suite, cli):
     assert "Starting imap server" in r.stdout and " failed" in r.stdout
     assert r.stderr.count("\n") == 1
     assert "imap: exited with status 3" in r.stderr and "cannot bind the imap port" in r.stderr
-    assert suite.status()["pop"]["state"] == "RUNNING"  # the others still start
+    # issue 10: a start-up failure counts against the budget and is retried like any later exit:
+    # two restarts of the store group, then the third failure gives up (FATAL); the others run
+    wait_for(lambda: "giving up" in suite.log(), timeout=30)
+    assert suite.log().count(M.RECEIVED_RESTART.format(units="store imap pop http")) == 2
+    assert M.GIVING_UP.format(c="imap", n=3, units="store imap pop http", window=600) in suite.log_lines()
+    st = wait_for(lambda: (st := suite.status()) and st["pop"]["state"] == "RUNNING"
+                  and st["http"]["state"] == "RUNNING" and st)
+    assert st["imap"]["state"] == "FATAL" and st["imap"]["pids"] == []
+    assert st["imap"]["last_exit"]["status"] == 3
 
 
 def test_unknown_component_is_a_usage_error(suite, cli):

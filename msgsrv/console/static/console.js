@@ -7,7 +7,7 @@ const STATUS_EVERY = 1000;   // ms between two status polls (overview)
 const PROBES_EVERY = 10000;
 const LOG_EVERY = 1000;
 const PLOTS_EVERY = 30000;
-const TIMELINE_EVERY = 5000;
+const TIMELINE_EVERY = 2000;
 
 class LoggedOut extends Error {}
 
@@ -54,6 +54,10 @@ function clock(ts) {
   return d.toTimeString().slice(0, 8);
 }
 
+function lastExit(e) {
+  return e ? `pid ${e.pid} ${e.how} at ${clock(e.time)}` : "–";
+}
+
 function setLive(ok, text) {
   const el = $("#live");
   if (!el) return;
@@ -96,6 +100,10 @@ function applyStatus(st) {
     stateEl.className = "state s-" + c.state;
     setText($('[data-f="pids"]', row), pids);
     setText($('[data-f="uptime"]', row), uptime(c.uptime));
+    setText($('[data-f="last_exit"]', row), lastExit(c.last_exit));
+    const why = $('[data-f="reason"]', row);
+    setText(why, c.reason || "");
+    why.hidden = !c.reason;
     row.classList.toggle("disabled", !c.enabled);
     if (changed) { row.classList.remove("changed"); void row.offsetWidth; row.classList.add("changed"); }
     const stop = $('button[data-action="stop"]', row), start = $('button[data-action="start"]', row);
@@ -284,38 +292,80 @@ function stamp(ts) {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${d.toTimeString().slice(0, 8)}`;
 }
 
+function timelineQuery() {
+  const table = $("#timeline");
+  const q = new URLSearchParams({ limit: "200" });
+  if (table.dataset.group) q.set("group", table.dataset.group);
+  if (table.dataset.component) q.set("component", table.dataset.component);
+  return q;
+}
+
+function timelineRow(e) {
+  const tr = document.createElement("tr");
+  tr.className = "ev-" + e.kind + " g-" + e.group;
+  tr.dataset.kind = e.kind;
+  tr.dataset.component = e.component || "";
+  tr.dataset.pid = e.pid ? String(e.pid) : "";
+  const cells = [[stamp(e.t), "mono"], [null, ""], [e.component || "", ""], [e.unit || "", ""],
+                 [e.pid ? String(e.pid) : "", "mono"], [e.detail || "", ""], [e.by || "", "muted"]];
+  for (const [text, cls] of cells) {
+    const td = document.createElement("td");
+    if (cls) td.className = cls;
+    if (text === null) {
+      const k = document.createElement("span");
+      k.className = "kind k-" + e.kind;
+      k.textContent = e.kind;
+      td.appendChild(k);
+    } else td.textContent = text;
+    tr.appendChild(td);
+  }
+  return tr;
+}
+
+function applyTimeline(tl) {
+  const body = $("#timeline tbody");
+  // redrawn only when what it shows changed (newest record, count, filter)
+  const sig = [timelineQuery().toString(), tl.count, tl.matched,
+               tl.events.length ? tl.events[0].t + tl.events[0].kind : ""].join("|");
+  if (body.dataset.sig === sig) return;
+  body.dataset.sig = sig;
+  if (tl.events.length) body.replaceChildren(...tl.events.map(timelineRow));
+  else {
+    const tr = document.createElement("tr"), td = document.createElement("td");
+    tr.className = "empty"; td.colSpan = 7; td.className = "muted"; td.textContent = "No records match.";
+    tr.appendChild(td); body.replaceChildren(tr);
+  }
+  const more = $("#timeline-more");
+  if (more) more.hidden = !tl.truncated;
+}
+
+let timelineTimer = null;
+
 async function pollTimeline() {
+  clearTimeout(timelineTimer);
+  const q = timelineQuery().toString();
   try {
-    const tl = await json("/api/timeline?limit=200");
-    const body = $("#timeline tbody");
-    if (tl.available) {
-      const missing = $("#timeline-missing");
-      if (missing) missing.remove();
-    }
-    body.replaceChildren(...tl.events.map((e) => {
-      const tr = document.createElement("tr");
-      tr.className = "ev-" + e.kind + " g-" + e.group;
-      const cells = [[stamp(e.t), "mono"], [null, ""], [e.component || "", ""], [e.unit || "", ""],
-                     [e.pid ? String(e.pid) : "", "mono"], [e.detail || "", ""], [e.by || "", "muted"]];
-      for (const [text, cls] of cells) {
-        const td = document.createElement("td");
-        if (cls) td.className = cls;
-        if (text === null) {
-          const k = document.createElement("span");
-          k.className = "kind k-" + e.kind;
-          k.textContent = e.kind;
-          td.appendChild(k);
-        } else td.textContent = text;
-        tr.appendChild(td);
-      }
-      return tr;
-    }));
+    const tl = await json("/api/timeline?" + q);
+    if (q !== timelineQuery().toString()) return;  // the filter changed meanwhile: its own poll goes on
+    applyTimeline(tl);
     setLive(true);
   } catch (e) {
     if (e instanceof LoggedOut) return;
     setLive(false);
   }
-  setTimeout(pollTimeline, TIMELINE_EVERY);
+  timelineTimer = setTimeout(pollTimeline, TIMELINE_EVERY);
+}
+
+function timelineFilter(group, component) {
+  const table = $("#timeline");
+  if (group !== null) table.dataset.group = group;
+  if (component !== null) table.dataset.component = component;
+  for (const a of $$("#timeline-filter a")) a.classList.toggle("on", a.dataset.group === table.dataset.group);
+  const q = new URLSearchParams();
+  if (table.dataset.group) q.set("group", table.dataset.group);
+  if (table.dataset.component) q.set("component", table.dataset.component);
+  history.replaceState(null, "", "/timeline" + (q.toString() ? "?" + q : ""));
+  pollTimeline();
 }
 
 // -- wiring --------------------------------------------------------------------------------------
@@ -339,20 +389,13 @@ document.addEventListener("DOMContentLoaded", () => {
     sel.addEventListener("change", () => window.location.assign("/logs?name=" + encodeURIComponent(sel.value)));
     followLog($("#log-lines"), null);
   } else if (PAGE === "timeline") {
-    const table = $("#timeline");
-    const choose = (name) => {
-      const link = $(`#timeline-filter a[data-filter="${name}"]`) || $('#timeline-filter a[data-filter="all"]');
-      for (const a of $$("#timeline-filter a")) a.classList.toggle("on", a === link);
-      table.dataset.filter = link.dataset.filter;
-    };
     $("#timeline-filter").addEventListener("click", (ev) => {
-      const a = ev.target.closest("a[data-filter]");
+      const a = ev.target.closest("a[data-group]");
       if (!a) return;
       ev.preventDefault();
-      history.replaceState(null, "", "#" + a.dataset.filter);
-      choose(a.dataset.filter);
+      timelineFilter(a.dataset.group, null);
     });
-    choose(location.hash.slice(1) || "all");
-    setTimeout(pollTimeline, TIMELINE_EVERY);
+    $("#timeline-component").addEventListener("change", (ev) => timelineFilter(null, ev.target.value));
+    timelineTimer = setTimeout(pollTimeline, TIMELINE_EVERY);
   }
 });

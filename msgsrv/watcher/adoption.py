@@ -1,0 +1,93 @@
+"""Adoption (SPEC §3, §4): a new watcher supervises what the old one left running, and forgets nothing.
+
+It takes over the processes in data/run/*.pid (pid and start time checked, so a recycled pid is never
+taken) and watches them through pidfds. When the previous watcher died (its data/run/watcher.json was
+left behind), it also restores from data/run/supervision.json the restart budget, the restart counts,
+which components were meant to run and their last failures, re-queues the restarts that were under
+way, and treats a wanted server that died while nobody watched as a failure.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from msgsrv import messages as M
+from msgsrv.components import BY_NAME, START_ORDER
+from msgsrv.watcher import children as ch
+from msgsrv.watcher import operations as ops
+from msgsrv.watcher import statefile
+from msgsrv.watcher.facts import Restart
+from msgsrv.watcher.states import GIVEN_UP, State
+
+if TYPE_CHECKING:
+    from msgsrv.watcher.supervisor import Supervisor
+
+
+def adopt(sup: Supervisor, restore: bool = False) -> list[str]:
+    """Take over the processes in data/run/*.pid. RESTORE (the previous watcher died): also the
+    budget, the restarts, what was wanted and the last failures, and act on what died meanwhile."""
+    saved = statefile.read_state(sup.root.run_dir) if restore else {}
+    if restore:
+        sup.budget.restore(saved.get("budget") or {})
+        sup.restarts_total.update(saved.get("restarts_total") or {})
+    facts = saved.get("components") or {}
+    adopted, lost = [], {}
+    for c in START_ORDER:
+        comp = sup.comps[c]
+        f = facts.get(c) or {}
+        comp.wanted = bool(f.get("wanted")) if restore else False
+        comp.last_exit = f.get("last_exit")
+        path = sup.root.pid_file(c)
+        dead = []
+        for rec in statefile.pid_records(path):
+            child = sup.procs.adopt(c, rec, sup.root.base)
+            if child is None:
+                dead.append(rec["pid"])
+                continue
+            sup.adopted(child)
+        if comp.procs:
+            state = State.FATAL if f.get("state") == State.FATAL.value else State.RUNNING
+            sup.enter(c, state, f.get("reason"))  # STOPPED -> RUNNING: re-adopted (FATAL: a hung one)
+            comp.wanted = True
+            adopted.append(c)
+            sup.log(M.ADOPTED.format(c=c, pid=" ".join(str(k.pid) for k in comp.procs)))
+        elif restore and f.get("state") in (State.EXITED.value, State.FATAL.value):
+            comp.down_state = State(f["state"])
+            sup.enter(c, comp.down_state, f.get("reason"))
+        if dead:
+            lost[c] = dead
+        sup.write_pids(c)
+    if restore:
+        resume(sup, saved.get("pending") or [], lost)
+    sup.save_soon()
+    return adopted
+
+
+def resume(sup: Supervisor, pending: list[dict], lost: dict[str, list[int]]) -> None:
+    """After the previous watcher died: finish the restarts it had granted, and treat a wanted
+    member that died while nobody watched as a failure (never lost)."""
+    covered: set[str] = set()
+    for p in pending:
+        unit = p.get("unit")
+        members = {m for m in p.get("members") or () if m in sup.comps}
+        if not unit or not members:
+            continue
+        cause = p.get("cause") if p.get("cause") in members else sorted(members)[0]
+        r = Restart(unit, members, cause, "watcher", hung=set(p.get("hung") or ()) & members)
+        sup.pending.setdefault(unit, []).append(r)
+        covered |= members
+        for m in members:
+            sup.settle(m, State.BACKOFF)
+        sup.ops.submit(lambda r=r: ops.op_restart(sup, r), f"restart {unit}")
+    for c in START_ORDER:
+        comp = sup.comps[c]
+        if comp.procs or not comp.wanted or c in covered or comp.state in GIVEN_UP:
+            continue
+        pid = (lost.get(c) or [None])[0]
+        comp.last_exit = {"pid": pid, "status": None, "how": ch.describe(None), "time": time.time()}
+        line = (M.WATCHED_EXITED.format(daemon=BY_NAME[c].daemon, pid=pid) if pid
+                else M.NOT_RUNNING.format(c=c))
+        sup.failure(c, "exit", line, f"{line} (while no watcher was running)", pid=pid)
+        for r in sup.pending.get(BY_NAME[c].unit or "", []):
+            covered |= r.members  # its unit's restart covers the other members too

@@ -1,0 +1,430 @@
+"""Operations: start, stop and restart of components and units, run one at a time.
+
+The supervisor decides (supervisor.py, policy.py); operations carry its decisions out in order, with
+the seed's lines (messages.py) and a named deadline on every wait: `ready_by` for a start,
+`dead_by` for a stop. An operation records facts (a process was spawned, it passed its readiness
+check, it was stopped) through the supervisor's door; a process that dies while an operation waits
+on it is a failure the supervisor has already decided about, and the operation only reports it.
+
+OperationQueue runs one operation at a time. Requests that arrive meanwhile wait in the queue,
+never refused for being busy (STYLE §4.5). A shutdown preempts: the operation under way is
+cancelled at its next wait, queued ones are answered "the watcher is shutting down", and the
+shutdown runs next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from msgsrv import messages as M
+from msgsrv.components import BY_NAME, START_ORDER, STOP_ORDER
+from msgsrv.control import listeners
+from msgsrv.errors import OperationFailed
+from msgsrv.watcher import children as ch
+from msgsrv.watcher.states import State
+
+if TYPE_CHECKING:
+    from msgsrv.watcher.facts import Restart
+    from msgsrv.watcher.supervisor import Supervisor
+
+DOT_EVERY = 0.05  # one progress dot per 50 ms of waiting
+MIN_DOTS = 3
+KILL_WAIT = 5.0  # seconds to wait for an exit after SIGKILL
+RESOURCE_RETRY_DELAY = 0.25  # seconds before retrying a start that failed for want of resources
+
+
+class StartFailed(OperationFailed):
+    pass
+
+
+class ShuttingDown(OperationFailed):
+    pass
+
+
+class Out:
+    """Where the lines of one operation go: the watcher log always, a requesting client if any.
+
+    text() adds to the current line (and shows it at once); line() completes it.
+    """
+
+    def __init__(self, log: Callable[[str], None], send: Callable[[str, str], None] | None = None):
+        self._log = log
+        self._send = send
+        self._partial = ""
+
+    def text(self, s: str) -> None:
+        self._partial += s
+        if self._send:
+            self._send("T", s)
+
+    def line(self, s: str = "") -> None:
+        full, self._partial = self._partial + s, ""
+        self._log(full)
+        if self._send:
+            self._send("L", s)
+
+
+class Dots:
+    """Real progress: a dot every DOT_EVERY seconds while a wait lasts (at least MIN_DOTS)."""
+
+    def __init__(self, out: Out):
+        self.out = out
+        self.count = 0
+        self._task: asyncio.Task | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            self.out.text(".")
+            self.count += 1
+            await asyncio.sleep(DOT_EVERY)
+
+    def __enter__(self) -> Dots:
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._task:
+            self._task.cancel()
+        while self.count < MIN_DOTS:
+            self.out.text(".")
+            self.count += 1
+
+
+# -- the queue ---------------------------------------------------------------------------------------
+class OperationQueue:
+    def __init__(self) -> None:
+        self._queue: deque[tuple[Callable[[], Awaitable], asyncio.Future, str]] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.current: asyncio.Task | None = None
+        self.current_label = ""
+
+    def submit(self, make: Callable[[], Awaitable], label: str = "") -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        # the watcher's own restarts have no requester: their outcome is in the log, not in a future
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._queue.append((make, fut, label))
+        self._idle.clear()
+        self._wake.set()
+        return fut
+
+    def preempt(self, make: Callable[[], Awaitable], label: str = "shutdown") -> asyncio.Future:
+        """Run MAKE next: cancel the operation under way and answer every queued one."""
+        for _, fut, _ in self._queue:
+            if not fut.done():
+                fut.set_exception(ShuttingDown("the watcher is shutting down"))
+        self._queue.clear()
+        if self.current is not None and not self.current.done() and self.current_label != label:
+            self.current.cancel()
+        return self.submit(make, label)
+
+    def pending(self) -> int:
+        return len(self._queue) + (1 if self.current is not None else 0)
+
+    async def idle(self) -> None:
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        while True:
+            while not self._queue:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+            make, fut, label = self._queue.popleft()
+            task = asyncio.get_running_loop().create_task(make())
+            self.current, self.current_label = task, label
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:
+                task.cancel()
+                raise
+            finally:
+                self.current, self.current_label = None, ""
+            if fut.done():
+                continue
+            if task.cancelled():
+                fut.set_exception(ShuttingDown("the watcher is shutting down"))
+            elif task.exception() is not None:
+                fut.set_exception(task.exception())
+            else:
+                fut.set_result(task.result())
+
+
+# -- one component ----------------------------------------------------------------------------------------
+async def start_component(sup: Supervisor, c: str, out: Out) -> tuple[bool, str | None]:
+    """Start C (all its workers) and wait until it is ready. Returns (ok, reason it failed)."""
+    comp = sup.comps[c]
+    cfg = sup.cfg.current
+    command = cfg.get_str(f"local.{c}.command", "")
+    external = bool(command.strip())
+    if comp.procs and comp.state is not State.FATAL:
+        out.line(M.ALREADY_RUNNING.format(c=c))
+        sup.want(c, True)
+        return True, None
+    if sup.cfg.broken and not external:
+        # a built-in server reads config/msg.toml itself: it could not start now (not its failure)
+        out.line(M.NOT_STARTED_CONFIG.format(c=c))
+        if comp.state is State.STOPPED:
+            sup.want(c, False)  # it stays as it was: stopped
+        return False, f"{sup.cfg.path} does not parse"
+    if comp.procs:  # FATAL: a hung process given up on is replaced
+        await stop_component(sup, c, out, hung=True, final=False)
+    await sup.leftovers_done(c)
+    argv = ch.server_argv(c, command)
+    param = BY_NAME[c].workers
+    workers = max(1, cfg.get_int(param, 1)) if param else 1
+    ready_by = time.monotonic() + cfg.get_float(f"local.{c}.starttimeout", 10.0)
+    log_path = sup.root.component_log(f"{c}.out")
+    sup.want(c, True)
+    sup.enter(c, State.STARTING)  # STOPPED/BACKOFF/EXITED/FATAL -> STARTING: start requested
+    out.text(M.STARTING.format(c=c))
+    spawned: list[ch.Child] = []
+    reason: str | None = None
+    failure: str | None = None  # a start failure nobody has decided about yet
+    resource = False
+    shared: list = []
+    with Dots(out):
+        try:
+            shared = shared_listeners(sup, c, workers, external)
+            for w in range(workers):
+                env = child_env(sup, c, w, shared)
+                child = sup.procs.spawn(c, argv, env, log_path, w)
+                spawned.append(child)  # recorded before anything else can fail
+                sup.spawned(child)
+        except listeners.PortInUse as e:
+            reason = failure = str(e)
+        except OSError as e:
+            resource = e.errno in ch.RESOURCE_ERRORS
+            what = f"unable to run {argv[0]}" if e.filename and not resource else "unable to start"
+            reason = failure = f"{what}: {(e.strerror or str(e)).lower()}"
+        finally:
+            for s in shared:
+                s.close()  # the workers hold it now; the watcher must not keep the port open
+        if reason is None:
+            try:
+                await sup.wait_ready(c, spawned, external, ready_by)
+            except StartFailed as e:
+                reason = str(e)  # a worker exited: the supervisor decided about it already
+            except TimeoutError:
+                total = cfg.get_float(f"local.{c}.starttimeout", 10.0)
+                reason = failure = f"not accepting within {_fmt(total)} s"
+    if reason is None and comp.procs and all(not k.exited for k in spawned):
+        sup.enter(c, State.RUNNING)  # STARTING -> RUNNING: every worker passed its readiness check
+        sup.started(c)
+        out.line(" " + " ".join(str(k.pid) for k in spawned))
+        if c == "store" and not external:
+            await _check_store(sup, out)
+        return True, None
+    # the start failed: end what is left of it (an expected exit: no new failure)
+    out.line(" failed")
+    await _end(sup, [k for k in spawned if not k.exited], KILL_WAIT, kill=True)
+    reason = reason or "exited during start-up"
+    tail = _tail(log_path)
+    if failure is not None:
+        sup.start_failed(c, failure, resource=resource)
+    sup.settle(c)
+    return False, f"{reason}{'; log: ' + tail if tail else ''}"
+
+
+async def stop_component(sup: Supervisor, c: str, out: Out, force: bool = False, hung: bool = False,
+                         final: bool = True) -> None:
+    """Stop every process of C. FINAL: a requested stop (STOPPED); else part of a restart (BACKOFF)."""
+    comp = sup.comps[c]
+    kids = list(comp.procs)
+    if not kids:
+        out.line(M.NOT_RUNNING.format(c=c))
+        await sup.leftovers_done(c)
+        if final:
+            sup.stopped(c)
+        return
+    sup.enter(c, State.STOPPING)  # -> STOPPING: stop requested (or part of a restart)
+    cfg = sup.cfg.current
+    grace = 0.0 if force else cfg.get_float(
+        f"local.{c}.hungstoptimeout" if hung else f"local.{c}.stoptimeout", 0.5 if hung else 5.0)
+    dead_by = time.monotonic() + grace
+    for k in kids:
+        k.stopping = True
+        sup.procs.kill(k) if force else sup.procs.terminate(k)
+    for k in kids:
+        out.text(M.STOPPING.format(c=c, pid=k.pid))
+        with Dots(out):
+            await _wait_exit(sup, k, dead_by)
+        out.line(M.DONE)
+    await sup.leftovers_done(c)
+    if final:
+        sup.stopped(c)
+    else:
+        sup.settle(c, State.BACKOFF)
+
+
+async def _wait_exit(sup: Supervisor, k: ch.Child, dead_by: float) -> None:
+    """Wait for K's exit until DEAD_BY, then SIGKILL and wait KILL_WAIT more."""
+    fut = sup.exit_future(k)
+    if fut is None:
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(fut), max(0.0, dead_by - time.monotonic()))
+        return
+    sup.procs.kill(k)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(fut), KILL_WAIT)
+
+
+async def _end(sup: Supervisor, kids: list[ch.Child], grace: float, kill: bool = False) -> None:
+    for k in kids:
+        k.stopping = True
+        sup.procs.kill(k) if kill else sup.procs.terminate(k)
+    dead_by = time.monotonic() + grace
+    for k in kids:
+        await _wait_exit(sup, k, dead_by)
+
+
+async def _check_store(sup: Supervisor, out: Out) -> None:
+    """`checking store server status ... ready`: the store answers a STATUS line."""
+    out.text(M.CHECKING_STORE)
+    with Dots(out):
+        ok = await _store_status(sup.port_of("store") or 0)
+    out.line(M.READY if ok else " not ready")
+
+
+# -- the operations the queue runs ----------------------------------------------------------------------
+async def op_start(sup: Supervisor, names: list[str], out: Out) -> list[str]:
+    sup.cfg.refresh()
+    failed = []
+    for c in names:
+        ok, reason = await start_component(sup, c, out)
+        if not ok:
+            failed.append(f"{c}: {reason}")
+    if failed:
+        raise StartFailed("; ".join(failed))
+    return names
+
+
+async def op_stop(sup: Supervisor, names: list[str], out: Out, force: bool = False) -> None:
+    sup.cfg.refresh()
+    for c in STOP_ORDER:
+        if c in names:
+            await stop_component(sup, c, out, force)
+
+
+async def op_restart(sup: Supervisor, r: Restart, out: Out | None = None) -> None:
+    """The seed's restart of one unit: stop the members in reverse order, start them in order."""
+    out = out or Out(sup.log)
+    cfg = sup.cfg.refresh()
+    if not any(sup.comps[m].wanted for m in r.members):
+        sup.restart_finished(r)  # everything it would restart was stopped by request meanwhile
+        return
+    if sup.cfg.broken and any(not cfg.get_str(f"local.{m}.command", "").strip() for m in r.members):
+        sup.defer(r)  # resumed when the file parses again (Supervisor.defer)
+        return
+    if r.delay:
+        await asyncio.sleep(r.delay)  # ready_by: a resource shortage may pass
+    r.begun = True
+    members = [m for m in START_ORDER if m in r.members]
+    sup.journal.add("restart-started", r.cause, r.unit, detail=" ".join(members), by=r.by)
+    try:
+        out.line(M.RECEIVED_RESTART.format(units=" ".join(members)))
+        out.line(M.CONNECTING)
+        for m in reversed(members):
+            await stop_component(sup, m, out, hung=m in r.hung, final=False)
+        for m in members:
+            if not sup.comps[m].wanted:
+                continue  # stopped by request meanwhile: it stays stopped
+            r.started.add(m)  # from here on, a death of m is a new failure (issue 10)
+            await start_component(sup, m, out)
+    finally:
+        sup.restart_finished(r)
+
+
+async def op_shutdown(sup: Supervisor, code: int, out: Out | None = None) -> None:
+    out = out or Out(sup.log)
+    sup.closing = True
+    names = [c for c in STOP_ORDER if sup.comps[c].procs]
+    await op_stop(sup, names, out)
+    sup.exit_code = code
+    sup.finished.set()
+
+
+# -- what a spawned server gets: its environment and shared listening sockets -----------------------------
+def shared_listeners(sup: Supervisor, c: str, workers: int, external: bool) -> list:
+    """The watcher binds a multi-worker built-in server's ports once; every worker inherits them."""
+    if external or workers < 2:
+        return []
+    cfg = sup.cfg.current
+    host = cfg.get_str("service.listenaddr", "") or "127.0.0.1"
+    socks = []
+    try:
+        for _label, param in BY_NAME[c].ports:
+            socks.append(listeners.bind_listener(host, cfg.get_int(param), inheritable=True))
+    except OSError:
+        for s in socks:
+            s.close()
+        raise
+    return socks
+
+
+def child_env(sup: Supervisor, c: str, worker: int, shared: list) -> dict[str, str]:
+    env = dict(os.environ)
+    env["MSGSRV_BASE"] = str(sup.root.base)
+    env["MSGSRV_COMPONENT"] = c
+    env["MSGSRV_WORKER"] = str(worker)
+    env.pop(listeners.ENV, None)
+    if shared:
+        env[listeners.ENV] = listeners.encode({s.getsockname()[:2]: s.fileno() for s in shared})
+    if sup.supervised and sup.watcher_port:
+        env["MSGSRV_SUPERVISED"] = "1"
+        env["MSGSRV_WATCHER_PORT"] = str(sup.watcher_port)
+    else:
+        env.pop("MSGSRV_SUPERVISED", None)
+    return env
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+async def accepts(port: int) -> bool:
+    try:
+        _, w = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    w.close()
+    with contextlib.suppress(Exception):
+        await w.wait_closed()
+    return True
+
+
+async def _store_status(port: int, timeout: float = 5.0) -> bool:
+    try:
+        r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        greeting = await asyncio.wait_for(r.readline(), timeout)
+        w.write(b"STATUS\r\n")
+        await w.drain()
+        answer = await asyncio.wait_for(r.readline(), timeout)
+        return bool(greeting) and bool(answer) and not answer.upper().startswith((b"-", b"ERR", b"* BAD"))
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        w.close()
+
+
+def _tail(path, lines: int = 3) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return " | ".join(ln.strip() for ln in text.strip().splitlines()[-lines:] if ln.strip())
+
+
+def _fmt(n: float) -> str:
+    return str(int(n)) if float(n) == int(n) else str(n)

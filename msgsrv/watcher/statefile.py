@@ -1,0 +1,127 @@
+"""The watcher's files in data/run/: the run record, the supervision state and the pid files.
+
+    watcher.json       the running watcher: {"pid", "create_time", "port", "started", "ha", "boot_id"}.
+                       Written once it listens, removed when it exits cleanly. Every command finds
+                       the running watcher here first (its port may differ from local.watcher.port
+                       after a configutil change); one left behind names a watcher that died.
+    supervision.json   what must survive the watcher: the restart budget (grant times per unit, on
+                       the boot's monotonic clock), restarts per unit, per component whether it is
+                       wanted up and its last failure (state, exit status and time), the restarts
+                       queued or under way, and the last configuration that parsed.
+    <component>.pid    JSON list of {pid, create_time, worker, started, cgroup} per process.
+
+All of them are records, not preconditions (issue 10, "a full disk is not a crash"): a write that
+fails is remembered, reported once, retried on the next change and by a timer, and supervision
+goes on from memory. Writes are atomic (atomicfile.write_atomic), files 0600.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from msgsrv import messages as M
+from msgsrv.atomicfile import write_atomic
+from msgsrv.control.runrecord import NAME as RUN_RECORD  # noqa: F401 (the watcher writes it)
+from msgsrv.control.runrecord import live_watcher, run_record, same_process  # noqa: F401 (the watcher's view)
+
+STATE = "supervision.json"
+RETRY_EVERY = 2.0  # seconds between attempts to write records that failed (only while some did)
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+# -- writing, with a memory of what could not be written ------------------------------------------
+class Recorder:
+    """Writes records atomically; a failed write is kept and retried (see the module docstring)."""
+
+    def __init__(self, report: Callable[[str], None]):
+        self.report = report
+        self.pending: dict[Path, bytes | None] = {}  # path -> data (None: remove)
+        self._reported: set[Path] = set()
+
+    def write(self, path: Path, data: bytes | str | None) -> bool:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.pending[path] = data
+        return self._try(path)
+
+    def _try(self, path: Path) -> bool:
+        data = self.pending.get(path)
+        try:
+            if data is None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            else:
+                write_atomic(path, data)
+        except OSError as e:
+            if path not in self._reported:
+                self._reported.add(path)
+                self.report(M.RECORD_FAILED.format(path=path, reason=(e.strerror or str(e)).lower()))
+            return False
+        del self.pending[path]
+        if path in self._reported:
+            self._reported.discard(path)
+            self.report(M.RECORD_WRITTEN.format(path=path))
+        return True
+
+    def flush(self) -> bool:
+        """Retry every pending write; True when none is left."""
+        for path in list(self.pending):
+            self._try(path)
+        return not self.pending
+
+
+def state_snapshot(now_mono: float, budget: dict, totals: dict, components: dict, pending: list[dict],
+                   config: dict[str, str] | None) -> str:
+    """CONFIG: the last configuration that parsed; None (no key) when none has parsed here."""
+    data = {"boot_id": boot_id(), "written": time.time(), "mono": now_mono, "budget": budget,
+            "restarts_total": totals, "components": components, "pending": pending}
+    if config is not None:
+        data["config"] = config
+    return json.dumps(data, separators=(",", ":"))
+
+
+def read_state(run_dir: Path) -> dict:
+    """The saved supervision state; budget and pending restarts only when from this boot."""
+    data = read_json(Path(run_dir) / STATE)
+    if not isinstance(data, dict):
+        return {}
+    if data.get("boot_id") != boot_id():
+        data.pop("budget", None)
+        data.pop("pending", None)
+    return data
+
+
+def pid_records(path: Path) -> list[dict]:
+    data = read_json(path)
+    if not isinstance(data, list):
+        return []
+    return [d for d in data if isinstance(d, dict) and isinstance(d.get("pid"), int)]
+
+
+def write_pid_records(recorder: Recorder, path: Path, records: list[dict]) -> None:
+    recorder.write(path, json.dumps(records) if records else None)
+
+
+def own_pid_record() -> dict:
+    me = os.getpid()
+    return {"pid": me, "create_time": psutil.Process(me).create_time(), "started": time.time()}

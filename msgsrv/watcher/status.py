@@ -1,0 +1,48 @@
+"""The status view: `watcher status`, the metrics and the console read one snapshot, derived from the
+supervisor's facts (SPEC §4 "States"): each component's state, live pids, uptime, restarts inside the
+window, whether it is enabled and wanted, why it is down and its last unexpected exit."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+from msgsrv.components import BY_NAME, START_ORDER, STORE_GROUP
+
+if TYPE_CHECKING:
+    from msgsrv.watcher.supervisor import Supervisor
+
+
+def snapshot(sup: Supervisor) -> dict:
+    """One consistent view, read in the loop. `unrecorded`: state files waiting to be written (a full
+    disk); `anomalies`: state changes outside the table (0 unless the watcher has a bug)."""
+    cfg = sup.cfg.refresh()
+    now, mono = time.time(), time.monotonic()
+    window = sup.window()
+    rows = []
+    for c in START_ORDER:
+        comp = sup.comps[c]
+        unit = BY_NAME[c].unit
+        kids = comp.procs
+        rows.append({
+            "name": c,
+            "daemon": BY_NAME[c].daemon,
+            "state": comp.state.value,
+            "pids": [k.pid for k in kids],
+            "uptime": round(now - min(k.started for k in kids), 1) if kids else None,
+            "since": round(comp.since, 3),
+            "restarts": sup.budget.in_window(unit, mono) if unit else 0,
+            "unit": unit,
+            "group": "store" if c in STORE_GROUP else None,
+            "enabled": cfg.get_bool(BY_NAME[c].enable),
+            "wanted": comp.wanted,
+            "reason": comp.reason,
+            "last_exit": comp.last_exit,
+        })
+    return {"components": rows, "watcher": {
+        "pid": os.getpid(), "ha": sup.ha, "port": sup.watcher_port,
+        "autorestart": cfg.get_bool("local.autorestart"), "window": window, "limit": sup.budget.limit,
+        "restarts_total": dict(sup.restarts_total), "config_error": sup.cfg.broken,
+        "unrecorded": sorted(str(p) for p in sup.recorder.pending), "journal_lost": sup.journal.lost,
+        "anomalies": sup.anomalies, "busy": sup.ops.pending()}}

@@ -1,0 +1,45 @@
+"""Records, not preconditions: a write that fails is kept, reported once and retried (statefile.py)."""
+
+import json
+import os
+
+from msgsrv.watcher import statefile
+
+
+def test_a_failed_write_is_reported_once_and_written_when_possible(tmp_path):
+    said = []
+    rec = statefile.Recorder(said.append)
+    target = tmp_path / "sub" / "imap.pid"  # the directory is missing: writes fail
+    assert rec.write(target, json.dumps([{"pid": 1}])) is False
+    assert rec.write(target, json.dumps([{"pid": 2}])) is False
+    assert len(said) == 1 and said[0].startswith(f"unable to record {target}: ")
+    assert said[0].endswith("; supervising from memory")
+    target.parent.mkdir()
+    assert rec.flush() is True
+    assert json.loads(target.read_text()) == [{"pid": 2}]  # the newest record
+    assert said[-1] == f"recorded {target} again" and len(said) == 2
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+
+
+def test_removal_is_a_record_too(tmp_path):
+    rec = statefile.Recorder(lambda line: None)
+    target = tmp_path / "pop.pid"
+    target.write_text("[]")
+    assert rec.write(target, None) and not target.exists()
+    assert rec.write(target, None)  # already gone
+
+
+def test_state_from_another_boot_has_no_budget(tmp_path):
+    (tmp_path / statefile.STATE).write_text(json.dumps({"boot_id": "another boot", "budget": {"store": [1.0]},
+                                                        "pending": [{"unit": "store"}], "components": {}}))
+    data = statefile.read_state(tmp_path)
+    assert "budget" not in data and "pending" not in data and data["components"] == {}
+
+
+def test_the_run_record_names_a_live_watcher_only(tmp_path):
+    me = statefile.own_pid_record()
+    (tmp_path / statefile.RUN_RECORD).write_text(json.dumps({**me, "port": 4000}))
+    assert statefile.live_watcher(tmp_path)["port"] == 4000
+    (tmp_path / statefile.RUN_RECORD).write_text(json.dumps({**me, "create_time": me["create_time"] - 50}))
+    assert statefile.live_watcher(tmp_path) is None  # a recycled pid
+    assert os.getpid() == me["pid"]
