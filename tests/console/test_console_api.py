@@ -13,15 +13,19 @@ import signal
 import socket
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
+from msgsrv import messages as M
 from msgsrv.components import PROBE_TARGETS, START_ORDER
 from msgsrv.console import link, reader
 from msgsrv.console import server as console_server
 from msgsrv.console import text as T
+from msgsrv.console import timeline as timeline_groups
 from msgsrv.console.app import CSP
 from msgsrv.probe.history import History
+from msgsrv.watcher import journal
 from tests.conftest import free_port, wait_for
 from tests.console.conftest import STORE, Client, Live, start_live
 
@@ -425,6 +429,110 @@ def test_unknown_action_is_404(live, api):
     assert api.get("/api/actions/nope/events").status == 404
 
 
+# -- the timeline (the watcher's journal, data/run/journal.jsonl) -------------------------------------------------
+JSON = {"Content-Type": "application/json"}
+
+
+def timeline(api: Client, **query) -> dict:
+    r = api.get("/api/timeline?" + urlencode(query))
+    assert r.status == 200, r
+    return r.json()
+
+
+def journal_records(live) -> list[dict]:
+    text = (live.base / "data" / "run" / journal.NAME).read_text()
+    return [json.loads(ln) for ln in text.splitlines()]
+
+
+def test_timeline_is_the_watchers_journal_newest_first(live, api):
+    fresh_budget(live, api)
+    tl = timeline(api, limit=1000)
+    assert tl["truncated"] is False and tl["count"] == tl["matched"] == len(tl["events"]) > 0
+    events = tl["events"]
+    assert [e["t"] for e in events] == sorted((e["t"] for e in events), reverse=True)
+    on_disk = journal_records(live)  # read after the request: the watcher may have added more since
+    assert [{k: v for k, v in e.items() if k != "group"} for e in reversed(events)] == on_disk[:len(events)]
+    assert events[-1]["kind"] == "watcher-start" and events[-1]["pid"] == live.pids("watcher")[0]
+    assert all(e["group"] == timeline_groups.GROUP_OF[e["kind"]] for e in events)
+    assert tl["newest"] == events[0]["t"]
+
+
+def test_a_crash_and_its_restart_appear_in_the_timeline(live, api):
+    fresh_budget(live, api)
+    since = timeline(api, limit=1)["newest"]
+    old = live.pids("imap")[0]
+    os.kill(old, signal.SIGKILL)
+    events = wait_for(lambda: (ev := timeline(api, since=since, unit="store")["events"])
+                      and any(e["kind"] == "restart-done" for e in ev) and ev, timeout=20)
+    kinds = [e["kind"] for e in reversed(events)]  # oldest first
+    assert kinds.index("exit") < kinds.index("restart-queued") < kinds.index("restart-started") \
+        < kinds.index("restart-done")
+    crash = next(e for e in events if e["kind"] == "exit")
+    assert (crash["component"], crash["unit"], crash["pid"], crash["group"]) == ("imap", "store", old, "failure")
+    assert crash["detail"] == f"Watched 'imapd' process {old} exited abnormally (killed by signal 9 (SIGKILL))"
+    started = [e for e in events if e["kind"] == "started" and e["component"] == "imap"]
+    assert [e["pid"] for e in started] == [live.pids("imap")[0]]
+    assert next(e for e in events if e["kind"] == "restart-started")["detail"] == "store imap pop http"
+    failures = timeline(api, since=since, group="failure")["events"]
+    assert [(e["kind"], e["pid"]) for e in failures] == [("exit", old)]
+    mine = timeline(api, since=since, component="imap", kind="exit,started")["events"]
+    assert [e["kind"] for e in mine] == ["started", "exit"]
+
+
+def test_console_actions_are_requests_in_the_timeline_naming_who_asked(live, api):
+    fresh_budget(live, api)
+    since = timeline(api, limit=1)["newest"]
+    assert api.post("/api/units/store/restart", body=b'{"wait": 30}', headers=JSON).json()["action"]["ok"]
+    assert api.post("/api/components/http/stop", body=b'{"wait": 30}', headers=JSON).json()["action"]["ok"]
+    assert api.post("/api/components/http/start", body=b'{"wait": 30}', headers=JSON).json()["action"]["ok"]
+    requests = timeline(api, since=since, group="request")["events"]
+    who = "(console, 127.0.0.1)"
+    assert [(e["detail"], e["by"]) for e in requests] == [("start http", who), ("stop http", who),
+                                                          ("restart store", who)]
+    begun = timeline(api, since=since, kind="restart-started")["events"]
+    assert [(e["detail"], e["by"]) for e in begun] == [("store imap pop http", who)]
+    assert [e["kind"] for e in timeline(api, since=since, group="process", component="http")["events"]][:2] \
+        == ["started", "stopped"]
+    assert timeline(api, since=since, group="failure")["events"] == []  # asked for: none is a failure
+
+
+def test_timeline_limit_since_and_until(live, api):
+    tl = timeline(api, limit=2)
+    assert tl["count"] == 2 and tl["truncated"] is True and tl["matched"] > 2
+    newest = tl["events"][0]["t"]
+    older = timeline(api, until=tl["events"][1]["t"], limit=1000)
+    assert older["events"][0] == tl["events"][1] and all(e["t"] <= tl["events"][1]["t"] for e in older["events"])
+    assert all(e["t"] > newest for e in timeline(api, since=newest)["events"])
+
+
+@pytest.mark.parametrize(("query", "error"), [
+    ("kind=crash", T.UNKNOWN_FILTER.format(name="kind", value="crash", known=" ".join(journal.KINDS))),
+    ("kind=exit,,hangs", T.UNKNOWN_FILTER.format(name="kind", value="hangs", known=" ".join(journal.KINDS))),
+    ("group=failures", T.UNKNOWN_FILTER.format(name="group", value="failures",
+                                               known=" ".join(timeline_groups.GROUPS))),
+    ("component=smtp", T.UNKNOWN_FILTER.format(name="component", value="smtp", known=" ".join(START_ORDER))),
+    ("unit=ens", T.UNKNOWN_FILTER.format(name="unit", value="ens",
+                                         known="store cert sched dispatcher job_controller mmp")),
+    ("limit=0", T.BAD_NUMBER.format(name="limit") + " from 1 to 1000"),
+    ("limit=1001", T.BAD_NUMBER.format(name="limit") + " from 1 to 1000"),
+    ("since=yesterday", T.BAD_NUMBER.format(name="since")),
+    ("until=-1", T.BAD_NUMBER.format(name="until")),
+    ("since=nan", T.BAD_NUMBER.format(name="since")),
+])
+def test_timeline_refusals(live, api, query, error):
+    r = api.get(f"/api/timeline?{query}")
+    assert (r.status, r.json()) == (400, {"error": error})
+
+
+def test_timeline_page_shows_the_journal_with_its_filter(live, api):
+    page = api.get("/timeline?group=failure&component=imap").text
+    assert 'id="timeline" data-group="failure" data-component="imap"' in page
+    rows = re.findall(r'<tr class="ev-([a-z-]+) g-([a-z]+)" data-kind="[a-z-]+" data-component="([a-z_]*)"', page)
+    assert rows and all(g == "failure" and c == "imap" for _, g, c in rows)
+    assert '<option value="imap" selected>' in page and 'data-group="failure" class="on"' in page
+    assert api.get("/timeline?group=nope").status == 400
+
+
 # -- abuse: big bodies, slow clients, idle connections ------------------------------------------------------------
 def test_a_one_megabyte_body_is_413_and_nothing_is_done(live, api):
     before = snapshot(live)
@@ -550,6 +658,19 @@ def test_banners_for_autorestart_off_and_a_unit_given_up(tmp_path_factory):
         st = api.get("/api/status").json()
         assert [b["level"] for b in st["banners"]] == ["warn"] and "local.autorestart is no" in st["banners"][0]["text"]
         assert "local.autorestart is no" in api.get("/").text
+        # a crash with autorestart off: EXITED, with the exit status and time, never STOPPED or dropped
+        pid = s.pids("imap")[0]
+        t0 = time.time()
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: s.state("imap") == "EXITED", timeout=10)
+        imap = next(r for r in api.get("/api/status").json()["components"] if r["name"] == "imap")
+        assert imap["pids"] == [] and imap["last_exit"]["pid"] == pid
+        assert imap["last_exit"]["how"] == "killed by signal 9 (SIGKILL)" and t0 <= imap["last_exit"]["time"] <= time.time()
+        assert f"pid {pid} killed by signal 9 (SIGKILL) at " in api.get("/").text
+        assert [e["kind"] for e in api.get("/api/timeline?component=imap&group=failure").json()["events"]] \
+            == ["not-restarted", "exit"]
+        r = api.post("/api/components/imap/start", body=b'{"wait": 30}', headers={"Content-Type": "application/json"})
+        assert r.status == 200 and r.json()["action"]["ok"] is True
         r = s.cli("configutil", "-o", "local.autorestart", "-v", "yes")
         assert r.returncode == 0, r.stderr
         for _ in range(3):  # the third failure inside the 600 s window gives up
@@ -561,6 +682,11 @@ def test_banners_for_autorestart_off_and_a_unit_given_up(tmp_path_factory):
         st = api.get("/api/status").json()
         unit = next(u for u in st["units"] if u["name"] == "store")
         assert unit["fatal"] is True and unit["restarts"] == 2
+        imap = next(r for r in st["components"] if r["name"] == "imap")
+        assert imap["pids"] == [] and imap["last_exit"]["pid"] == pid and imap["restarts"] == 2
+        assert imap["reason"] == M.GIVING_UP.format(c="imap", n=3, window=600, units="store imap pop http")
+        give_up = api.get("/api/timeline?kind=give-up").json()["events"]
+        assert [(e["component"], e["unit"], e["pid"]) for e in give_up] == [("imap", "store", pid)]
         assert any(b["level"] == "error" and b["text"].startswith("Gave up on the store unit") for b in st["banners"])
         page = api.get("/").text
         assert 'class="banner error"' in page and "2 / 2 in 600 s" in page and 'class="unit fatal"' in page

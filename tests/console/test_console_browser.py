@@ -2,8 +2,8 @@
 watcher supervising the built-in servers.
 
 Screenshots of the overview and of the plots are saved under tests/artifacts/ (not committed: the
-directory ignores itself). The tests run in file order on one suite: log in, list, kill -9 imapd,
-restart the store group, probe and plot.
+directory ignores itself). The tests run in file order on one suite: log in, list, kill -9 imapd (the
+overview, then the timeline), restart the store group, probe and plot.
 """
 
 from __future__ import annotations
@@ -134,7 +134,34 @@ def test_kill_imapd_and_its_row_changes_and_comes_back_without_a_reload(page, li
     new = wait_for(lambda: (p := live.pids("imap")) and p[0] != old and p, timeout=10)
     sync_api.expect(cell(page, "imap", "pids")).to_have_text(str(new[0]))
     sync_api.expect(page.locator('tbody[data-unit="store"] [data-f="restarts"]')).to_have_text("1 / 2 in 600 s")
+    sync_api.expect(cell(page, "imap", "last_exit")).to_contain_text(f"pid {old} killed by signal 9 (SIGKILL) at ")
     assert any(f"Watched 'imapd' process {old} exited abnormally" in ln for ln in live.log_lines())
+
+
+def test_kill_imapd_and_the_crash_and_its_restart_appear_in_the_timeline_without_a_reload(page, live):
+    live.wait_running(*STORE)
+    page.goto(f"http://127.0.0.1:{live.port}/timeline")
+    rows = page.locator("#timeline tbody tr")
+    sync_api.expect(rows.first).to_be_visible()
+    page.evaluate("window.sameDocument = true")
+    old = live.pids("imap")[0]
+    os.kill(old, signal.SIGKILL)
+    crash = page.locator(f'#timeline tr[data-kind="exit"][data-component="imap"][data-pid="{old}"]')
+    sync_api.expect(crash).to_have_count(1)
+    sync_api.expect(crash).to_contain_text(f"Watched 'imapd' process {old} exited abnormally (killed by signal 9")
+    new = wait_for(lambda: (p := live.pids("imap")) and p[0] != old and p, timeout=20)[0]
+    started = page.locator(f'#timeline tr[data-kind="started"][data-component="imap"][data-pid="{new}"]')
+    sync_api.expect(started).to_have_count(1)
+    sync_api.expect(page.locator('#timeline tr[data-kind="restart-done"][data-component="imap"]')).not_to_have_count(0)
+    order = rows.evaluate_all("rs => rs.map(r => r.dataset.kind + ':' + r.dataset.pid)")
+    assert order.index(f"started:{new}") < order.index(f"exit:{old}")  # newest first
+    assert page.evaluate("window.sameDocument") is True  # it came in by itself, no reload
+    screenshot(page, "console-timeline.png")
+    page.click('#timeline-filter a[data-group="failure"]')  # failures only, still without a reload
+    sync_api.expect(page.locator('#timeline tr[data-kind="started"]')).to_have_count(0)
+    sync_api.expect(crash).to_have_count(1)
+    assert page.url == f"http://127.0.0.1:{live.port}/timeline?group=failure"
+    assert page.evaluate("window.sameDocument") is True
 
 
 def test_restart_button_on_the_store_group_shows_progress_and_new_pids(page, live):

@@ -1,5 +1,5 @@
 """The console's pure and blocking parts with plain values: plots, sessions, log tails, history reads,
-the read pool. No watcher here (test_console_api.py and test_console_browser.py have one)."""
+the timeline's journal reads, the read pool. No watcher here (test_console_api.py and test_console_browser.py have one)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from msgsrv.console import auth, history, logtail, plots
+from msgsrv.console import auth, history, logtail, plots, timeline
 from msgsrv.console.reader import Busy, Reader
 from msgsrv.probe.history import History
+from msgsrv.watcher import journal
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -227,3 +228,74 @@ def test_reader_shares_one_read_and_refuses_past_its_bound():
             r.close()
 
     asyncio.run(main())
+
+
+# -- the timeline (the watcher's journal) -----------------------------------------------------------
+def test_every_journal_kind_has_exactly_one_timeline_group():
+    grouped = [k for kinds in timeline.GROUPS.values() for k in kinds]
+    assert sorted(grouped) == sorted(journal.KINDS)
+    assert timeline.GROUP_OF["exit"] == "failure" and timeline.GROUP_OF["give-up"] == "failure"
+    assert timeline.GROUP_OF["restart-done"] == "restart" and timeline.GROUP_OF["request"] == "request"
+
+
+def _recs():
+    rows = [journal.record("watcher-start", pid=1, t=100.0),
+            journal.record("exit", "imap", "store", 42, "Watched 'imapd' process 42 exited abnormally", t=110.0),
+            journal.record("restart-queued", "imap", "store", 42, "store imap pop http", t=110.0),
+            journal.record("started", "imap", "store", 43, "43", t=111.5),
+            journal.record("request", detail="restart store", by="(console, 127.0.0.1)", t=120.0),
+            journal.record("hang", "pop", "store", 50, "pop server is not responding", by="msprobe[9]", t=130.0)]
+    for r in rows:
+        r["group"] = timeline.GROUP_OF[r["kind"]]
+    return rows
+
+
+def test_select_gives_the_newest_first_and_says_when_it_left_older_ones_out():
+    got = timeline.select(_recs(), limit=3)
+    assert [e["kind"] for e in got["events"]] == ["hang", "request", "started"]
+    assert (got["count"], got["matched"], got["truncated"], got["newest"]) == (3, 6, True, 130.0)
+    everything = timeline.select(_recs())
+    assert [e["t"] for e in everything["events"]] == [130.0, 120.0, 111.5, 110.0, 110.0, 100.0]
+    assert everything["truncated"] is False
+
+
+def test_select_by_time_kind_group_component_and_unit():
+    recs = _recs()
+    assert [e["kind"] for e in timeline.select(recs, since=110.0)["events"]] == ["hang", "request", "started"]
+    assert [e["t"] for e in timeline.select(recs, since=100.0, until=111.5)["events"]] == [111.5, 110.0, 110.0]
+    failures = timeline.kinds_of([], ["failure"])
+    assert [e["kind"] for e in timeline.select(recs, kinds=failures)["events"]] == ["hang", "exit"]
+    assert [e["kind"] for e in timeline.select(recs, kinds=timeline.kinds_of(["started"], ["request"]))["events"]] \
+        == ["request", "started"]
+    assert [e["pid"] for e in timeline.select(recs, component="imap")["events"]] == [43, 42, 42]
+    assert [e["kind"] for e in timeline.select(recs, unit="store", kinds={"hang"})["events"]] == ["hang"]
+    assert timeline.kinds_of([], []) is None
+    assert timeline.select([], since=1.0) == {"count": 0, "matched": 0, "truncated": False, "events": [],
+                                              "newest": None}
+
+
+def test_select_does_not_stop_at_a_record_out_of_time_order():
+    recs = _recs()
+    recs.append({**journal.record("stopped", "http", "store", t=105.0), "group": "process"})  # clock stepped back
+    assert [e["kind"] for e in timeline.select(recs, since=108.0, kinds={"stopped", "hang"})["events"]] == ["hang"]
+    assert [e["kind"] for e in timeline.select(recs, since=100.0, kinds={"stopped"})["events"]] == ["stopped"]
+
+
+def test_records_are_read_from_the_journal_and_parsed_again_only_when_it_changed(tmp_path, monkeypatch):
+    j = journal.Journal(tmp_path, max_bytes=600)
+    j.add("watcher-start", pid=1)
+    j.add("exit", "imap", "store", 42, "Watched 'imapd' process 42 exited abnormally")
+    calls = []
+    real = journal.read
+    monkeypatch.setattr(journal, "read", lambda *a: calls.append(a) or real(*a))
+    first = timeline.records(tmp_path)
+    assert [(r["kind"], r["group"]) for r in first] == [("watcher-start", "watcher"), ("exit", "failure")]
+    assert timeline.records(tmp_path) is first and len(calls) == 1  # unchanged: not parsed again
+    with open(tmp_path / journal.NAME, "ab") as f:
+        f.write(b'{"t": 5, "kind": "exi')  # a partial last line (a crash mid-write) is skipped
+    assert [r["kind"] for r in timeline.records(tmp_path)] == ["watcher-start", "exit"] and len(calls) == 2
+    for i in range(8):  # past max_bytes: rotated to journal.1.jsonl, read from both files
+        j.add("started", "pop", "store", 100 + i, str(100 + i))
+    assert (tmp_path / journal.OLD_NAME).exists()
+    got = timeline.select(timeline.records(tmp_path), kinds={"started"}, limit=100)
+    assert [e["pid"] for e in got["events"]][:3] == [107, 106, 105]
