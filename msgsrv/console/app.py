@@ -1,7 +1,7 @@
 """The console as an aiohttp application: routes, security headers, login, and refusals.
 
-Every response carries the security headers (a CSP that allows no inline script or style, no
-framing, no referrer). Everything but the login page and the static files needs a session (or the
+Every response carries the security headers of headers.py (a CSP that allows no inline script or
+style, no framing, no referrer), aiohttp's own answers to unparsable requests too (Handler). Everything but the login page and the static files needs a session (or the
 token as a bearer credential); every request that changes something needs, with a session, the
 session's CSRF token and no foreign Origin. A refusal is one clear line: JSON `{"error": …}` under
 /api/ and /plot/, a small page elsewhere (for 401, the login page, and no data).
@@ -17,21 +17,12 @@ from aiohttp import web
 from msgsrv import logfmt
 from msgsrv.console import auth
 from msgsrv.console import text as T
+from msgsrv.console.headers import secure
 from msgsrv.console.reader import Busy
 from msgsrv.console.views import CONSOLE, Console, Refusal
 
 MAX_BODY = 64 * 1024
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
 SAFE_METHODS = ("GET", "HEAD")
 
 
@@ -41,13 +32,19 @@ def _machine(request: web.Request) -> bool:
 
 
 async def _headers(request: web.Request, response: web.StreamResponse) -> None:
-    for k, v in SECURITY_HEADERS.items():
-        response.headers.setdefault(k, v)
-    response.headers["Server"] = "msgsrv-console"
-    if request.path.startswith("/static/"):
-        response.headers.setdefault("Cache-Control", "private, max-age=300")
-    else:
-        response.headers.setdefault("Cache-Control", "no-store")
+    secure(response.headers, "private, max-age=300" if request.path.startswith("/static/") else "no-store")
+
+
+class Handler(web.RequestHandler):
+    """aiohttp's connection handler, with the security headers on the answers aiohttp makes itself:
+    a request it cannot parse (garbage, TLS on the HTTP port, a head too long) never reaches the
+    application, so on_response_prepare never sees its 400."""
+
+    def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        response = super().handle_error(request, status, exc, message)
+        secure(response.headers)
+        return response
 
 
 def _refusal(request: web.Request, status: int, message: str) -> web.StreamResponse:

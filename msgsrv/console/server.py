@@ -16,7 +16,9 @@ aiohttp parses HTTP; a small protocol (_Gate) sits between each socket and aioht
 aiohttp leaves to the application: a cap on open connections (MAX_CONNECTIONS; past it, 503 and
 close), a deadline for the first request head (HEAD_TIMEOUT; past it, 408 and close), and holding
 the first bytes while the application loads. Later requests on a kept-alive connection are
-aiohttp's: it closes a connection idle for KEEPALIVE seconds.
+aiohttp's: it closes a connection idle for KEEPALIVE seconds. Every answer carries the security
+headers (headers.py): the gate's own, the application's, and aiohttp's 400 for a request it cannot
+parse (app.Handler).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import importlib
 
 from msgsrv.console import link
 from msgsrv.console import text as T
+from msgsrv.console.headers import secure
 
 DEFAULT_PORT = 49995
 MAX_CONNECTIONS = 256
@@ -34,12 +37,15 @@ HEAD_TIMEOUT = 10.0
 KEEPALIVE = 15.0
 MAX_HEAD = 16 * 1024  # aiohttp refuses longer heads itself (400/431); the gate stops looking
 MAX_HELD = 128 * 1024  # bytes held per connection while the application loads
+HANDLER_OPTIONS = {"keepalive_timeout": KEEPALIVE, "access_log": None}  # aiohttp's RequestHandler
 
 
 def _plain(code: int, reason: str, text: str) -> bytes:
     body = (text + "\n").encode()
-    return (f"HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+    headers = {"Content-Type": "text/plain; charset=utf-8", "Content-Length": str(len(body)), "Connection": "close"}
+    secure(headers)
+    return (f"HTTP/1.1 {code} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            + "\r\n").encode() + body
 
 
 class _Gate(asyncio.Protocol):
@@ -138,6 +144,7 @@ class ConsoleServer:
         self.open: set[_Gate] = set()
         self.app = None
         self.runner = None
+        self.handler_cls = None
         self.listener: asyncio.AbstractServer | None = None
         self._loading: asyncio.Task | None = None
         self._waiting: list[_Gate] = []
@@ -155,7 +162,7 @@ class ConsoleServer:
     def attach(self, gate: _Gate) -> None:
         """Give GATE its aiohttp protocol now, or once the application has loaded."""
         if self.runner is not None:
-            gate.attach(self.runner.server())
+            gate.attach(self._handler())
             return
         self._waiting.append(gate)
         if self._loading is None:
@@ -167,11 +174,11 @@ class ConsoleServer:
             await asyncio.to_thread(importlib.import_module, "msgsrv.console.app")
             from aiohttp import web
 
-            from msgsrv.console.app import make_app
+            from msgsrv.console.app import Handler, make_app
             from msgsrv.console.backend import Backend
 
             app = make_app(Backend(self.sup), self.token)
-            runner = web.AppRunner(app, access_log=None, keepalive_timeout=KEEPALIVE, shutdown_timeout=1.0)
+            runner = web.AppRunner(app, shutdown_timeout=1.0, **HANDLER_OPTIONS)
             await runner.setup()
         except Exception as e:  # a broken installation costs the console, never the watcher
             self.sup.alert(T.LOAD_FAILED.format(reason=f"{type(e).__name__}: {e}"))
@@ -180,10 +187,15 @@ class ConsoleServer:
                 g.close(503, "Service Unavailable", T.UNAVAILABLE)
             self._loading = None
             return
-        self.app, self.runner = app, runner
+        self.app, self.runner, self.handler_cls = app, runner, Handler
         waiting, self._waiting = self._waiting, []
         for g in waiting:
-            g.attach(runner.server())
+            g.attach(self._handler())
+
+    def _handler(self) -> asyncio.Protocol:
+        """aiohttp's protocol for one connection: what `runner.server()` makes, as app.Handler (the
+        security headers on aiohttp's own error answers too)."""
+        return self.handler_cls(self.runner.server, loop=asyncio.get_running_loop(), **HANDLER_OPTIONS)
 
     async def close(self) -> None:
         link.withdraw(self.sup.root)

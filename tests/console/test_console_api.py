@@ -23,7 +23,7 @@ from msgsrv.console import link, reader
 from msgsrv.console import server as console_server
 from msgsrv.console import text as T
 from msgsrv.console import timeline as timeline_groups
-from msgsrv.console.app import CSP
+from msgsrv.console.headers import CSP, SECURITY_HEADERS
 from msgsrv.probe.history import History
 from msgsrv.watcher import journal
 from tests.conftest import free_port, wait_for
@@ -553,6 +553,7 @@ def test_a_slow_request_head_gets_408(live):
         answer = s.recv(4096)
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout")
     assert T.TOO_SLOW.format(seconds=int(console_server.HEAD_TIMEOUT)).encode() in answer
+    assert _head(answer)[1]["X-Frame-Options"] == "DENY" and _head(answer)[1]["Content-Security-Policy"] == CSP
     assert console_server.HEAD_TIMEOUT - 1 < time.monotonic() - t0 < console_server.HEAD_TIMEOUT + 5
 
 
@@ -566,10 +567,23 @@ def test_a_slow_body_gets_408_and_nothing_is_done(live, api):
     assert snapshot(live) == before
 
 
-def test_garbage_is_400(live):
-    assert re.match(rb"HTTP/1\.[01] 400 ", raw(live.port, b"\x16\x03\x01 hello\r\n\r\n"))
-    assert re.match(rb"HTTP/1\.[01] 400 ", raw(live.port, b"NOT A REQUEST\r\n\r\n"))
-    assert re.match(rb"HTTP/1\.[01] 4(00|31) ", raw(live.port, b"GET / HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n"))
+def _head(answer: bytes) -> tuple[bytes, dict[str, str]]:
+    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    return head[0].encode(), dict(ln.split(": ", 1) for ln in head[1:])
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32) + b"\r\n\r\n", rb"400"),  # TLS on the HTTP port
+    (b"NOT A REQUEST\r\n\r\n", rb"400"),
+    (b"GET / HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", rb"4(00|31)"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n", rb"400"),
+])
+def test_garbage_is_400_with_the_security_headers(live, request_bytes, status):
+    line, headers = _head(raw(live.port, request_bytes))  # aiohttp's own answer: the app never sees it
+    assert re.match(rb"HTTP/1\.[01] " + status + rb" ", line), line
+    for k, v in SECURITY_HEADERS.items():
+        assert headers.get(k) == v, (k, headers)
+    assert headers["Server"] == "msgsrv-console" and headers["Cache-Control"] == "no-store"
 
 
 def test_200_idle_connections_do_not_stop_pages_or_supervision(live, api):
@@ -601,6 +615,7 @@ def test_connections_past_the_cap_get_503_and_the_console_recovers(live, api):
     try:
         answer = raw(live.port, b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 503 ") and T.TOO_MANY.encode() in answer
+        assert {k: _head(answer)[1].get(k) for k in SECURITY_HEADERS} == SECURITY_HEADERS
     finally:
         for s in held:
             s.close()
