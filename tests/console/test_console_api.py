@@ -43,7 +43,19 @@ def api(live):
     return live.session()
 
 
+def settled(live) -> None:
+    """No operation under way or queued, every store member running: a restart that an earlier
+    msprobe pass asked for (the stand-ins answer no protocol, so msprobe reports them) is over."""
+    def quiet():
+        st = live.session_status()
+        rows = {r["name"]: r for r in st["components"]}
+        return not st["watcher"]["busy"] and all(rows[c]["state"] == "RUNNING" for c in STORE)
+
+    wait_for(quiet, timeout=30, every=0.05)
+
+
 def snapshot(live) -> tuple[dict, list[str]]:
+    settled(live)
     return {c: live.pids(c) for c in STORE}, live.log_lines()
 
 
