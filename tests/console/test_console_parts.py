@@ -281,21 +281,38 @@ def test_select_does_not_stop_at_a_record_out_of_time_order():
     assert [e["kind"] for e in timeline.select(recs, since=100.0, kinds={"stopped"})["events"]] == ["stopped"]
 
 
-def test_records_are_read_from_the_journal_and_parsed_again_only_when_it_changed(tmp_path, monkeypatch):
-    j = journal.Journal(tmp_path, max_bytes=600)
+def _plain(recs):
+    return [{k: v for k, v in r.items() if k != "group"} for r in recs]
+
+
+def test_records_follow_the_journal_as_it_grows_and_agree_with_journal_read(tmp_path, monkeypatch):
+    j = journal.Journal(tmp_path, max_bytes=2000)
     j.add("watcher-start", pid=1)
     j.add("exit", "imap", "store", 42, "Watched 'imapd' process 42 exited abnormally")
-    calls = []
-    real = journal.read
-    monkeypatch.setattr(journal, "read", lambda *a: calls.append(a) or real(*a))
+    parsed = []
+    real = journal.parse
+    monkeypatch.setattr(journal, "parse", lambda data: parsed.append(len(data)) or real(data))
     first = timeline.records(tmp_path)
     assert [(r["kind"], r["group"]) for r in first] == [("watcher-start", "watcher"), ("exit", "failure")]
-    assert timeline.records(tmp_path) is first and len(calls) == 1  # unchanged: not parsed again
+    assert _plain(first) == journal.read(tmp_path)
+    assert timeline.records(tmp_path) is first and len(parsed) == 1  # unchanged: nothing read again
+    size = (tmp_path / journal.NAME).stat().st_size
+    rec = j.add("started", "imap", "store", 43, "43")
+    assert _plain(timeline.records(tmp_path)) == journal.read(tmp_path)
+    grown = (tmp_path / journal.NAME).stat().st_size - size
+    assert parsed[-1] == grown  # only the bytes appended since were parsed
     with open(tmp_path / journal.NAME, "ab") as f:
-        f.write(b'{"t": 5, "kind": "exi')  # a partial last line (a crash mid-write) is skipped
-    assert [r["kind"] for r in timeline.records(tmp_path)] == ["watcher-start", "exit"] and len(calls) == 2
-    for i in range(8):  # past max_bytes: rotated to journal.1.jsonl, read from both files
+        f.write(b'{"t": 5, "kind": "exi')  # a line being written (or cut by a crash): not taken in yet
+    assert _plain(timeline.records(tmp_path)) == journal.read(tmp_path)
+    assert timeline.records(tmp_path)[-1]["pid"] == rec["pid"]
+    j.add("stopped", "http", "store")  # joins the cut line: both are lost, as for journal.read()
+    assert _plain(timeline.records(tmp_path)) == journal.read(tmp_path)
+    for i in range(30):  # past max_bytes: rotated to journal.1.jsonl (maybe twice), read from both files
         j.add("started", "pop", "store", 100 + i, str(100 + i))
+        assert _plain(timeline.records(tmp_path)) == journal.read(tmp_path, None, 10**6), i
     assert (tmp_path / journal.OLD_NAME).exists()
     got = timeline.select(timeline.records(tmp_path), kinds={"started"}, limit=100)
-    assert [e["pid"] for e in got["events"]][:3] == [107, 106, 105]
+    assert [e["pid"] for e in got["events"]][:3] == [129, 128, 127]
+    (tmp_path / journal.NAME).unlink()  # a new file begins: followed from its start
+    j.add("watcher-start", pid=2)
+    assert _plain(timeline.records(tmp_path)) == journal.read(tmp_path, None, 10**6)
