@@ -1,19 +1,24 @@
 """The web console under load: page and API latency while the store group restarts, and whether
 polling clients delay crash handling (issue 15).
 
-    python bench/console_bench.py [--clients 20] [--interval 0.5] [--trials 10]
+    python bench/console_bench.py [--clients 20] [--interval 0.5] [--trials 10] [--journal-mb 2]
 
 Starts every built-in component (pop with 4 workers) in a temporary MSGSRV_BASE on free ports,
-the console included. Each client is a logged-in "browser" on its own keep-alive connection that
-loads the overview page and polls /api/status, one request every INTERVAL seconds (the page itself
-polls every second). Then TRIALS times each, without the clients and with them (interleaved):
+the console included, with a journal (data/run/journal*.jsonl) already JOURNAL_MB large, as a
+watcher that has run for months leaves it (2 MB is its bound). Each client is a logged-in "browser"
+on its own keep-alive connection that loads the overview page, polls /api/status and the timeline
+(/api/timeline, 200 records), one request every INTERVAL seconds (the overview polls every second,
+the timeline page every 2 s). Then TRIALS times each, without the clients and with them
+(interleaved):
 
     kill -9 certd   -> the pid file names a new certd     (a unit of its own)
     kill -9 imapd   -> the pid file names a new mshttpd   (the seed's store-group restart, http last)
 
 and prints a table: crash -> new pid (median, p95) both ways and their ratio (goal: at most +10 %),
-p50/p99 latency of the overview and of /api/status for requests made while a store-group restart
-was running, and outside one, and the watcher's RSS before and after the console was first used. The machine is shared: compare ratios within one run.
+p50/p99 latency of the overview, /api/status and /api/timeline for requests made while a
+store-group restart was running (each writes about ten journal records the timeline then shows),
+and outside one, and the watcher's RSS before and after the console was first used. The machine is
+shared: compare ratios within one run.
 """
 
 from __future__ import annotations
@@ -25,13 +30,18 @@ import multiprocessing as mp
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from msgsrv.watcher import journal  # noqa: E402
+from tests.conftest import free_ports  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PARAMS = ("local.watcher.port", "local.watcher.httpport", "local.store.port", "service.imap.port",
@@ -43,24 +53,37 @@ WINDOW = "1"  # local.autorestart.timeout: trials 1.5 s apart are never throttle
 GAP = 1.5  # seconds between two kills
 
 
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     v = sorted(values)
     return v[min(len(v) - 1, max(0, round(p / 100 * (len(v) - 1))))]
+
+
+PATHS = ("/", "/api/status", "/api/timeline?limit=200")
+
+
+def fill_journal(run_dir: Path, megabytes: float) -> int:
+    """A journal about MEGABYTES large (both files), of the records a long life leaves: crashes and
+    their restarts. Returns the number of records."""
+    for d in (run_dir.parent.parent, run_dir.parent, run_dir):  # the server root's modes (0700)
+        d.mkdir(mode=0o700, exist_ok=True)
+    t, n, pid = time.time() - 30 * 86400, 0, 10000
+    kinds = (("exit", "Watched 'imapd' process {pid} exited abnormally (killed by signal 9 (SIGKILL))"),
+             ("restart-queued", "store imap pop http"), ("restart-started", "store imap pop http"),
+             ("started", "{pid}"), ("restart-done", "http imap pop store"))
+    lines = []
+    while sum(map(len, lines)) < megabytes * 2**20:
+        kind, detail = kinds[n % len(kinds)]
+        rec = journal.record(kind, "imap", "store", pid, detail.format(pid=pid), t=t)
+        lines.append(json.dumps(rec, separators=(",", ":")) + "\n")
+        t, n, pid = t + 60, n + 1, pid + (n % len(kinds) == 3)
+    half = len(lines) // 2 if megabytes > journal.MAX_BYTES / 2**20 else 0
+    (run_dir / journal.OLD_NAME).write_text("".join(lines[:half]))
+    (run_dir / journal.NAME).write_text("".join(lines[half:]))
+    for name in (journal.OLD_NAME, journal.NAME):
+        os.chmod(run_dir / name, 0o600)
+    return n
 
 
 class Suite:
@@ -72,12 +95,13 @@ class Suite:
         return subprocess.run([str(BIN / argv[0]), *argv[1:]], env=self.env, capture_output=True, text=True,
                               timeout=120)
 
-    def start(self) -> None:
+    def start(self, journal_mb: float) -> None:
         self.ports = dict(zip(PARAMS, free_ports(len(PARAMS)), strict=True))
         settings = {**{k: str(v) for k, v in self.ports.items()}, "local.autorestart": "yes",
                     "local.autorestart.timeout": WINDOW, "local.schedule.msprobe.enable": "no",
                     "service.pop.numprocesses": "4"}
         self.base.mkdir(parents=True)
+        self.journal_records = fill_journal(self.base / "data" / "run", journal_mb) if journal_mb else 0
         f = self.base.parent / "settings.txt"
         f.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
         r = self.run("configutil", "-i", str(f))
@@ -103,10 +127,11 @@ class Suite:
 
 
 async def _browser(port: int, link: str, interval: float, polling, stop, samples: list) -> None:
-    """One browser tab: logs in with the token link, then loads the overview and polls the status."""
+    """One browser tab: logs in with the token link, then loads the overview, polls the status and
+    the timeline."""
     import aiohttp
 
-    paths = ("/", "/api/status")
+    paths = PATHS
     # unsafe=True: aiohttp keeps no cookie from a bare IP address otherwise
     async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", connector=aiohttp.TCPConnector(limit=1),
                                      cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
@@ -122,7 +147,7 @@ async def _browser(port: int, link: str, interval: float, polling, stop, samples
                 await asyncio.sleep(0.05)
                 next_at = loop.time()
                 continue
-            path = paths[i % 2]
+            path = paths[i % len(paths)]
             i += 1
             t0 = time.perf_counter()  # CLOCK_MONOTONIC: comparable with the parent's clock
             try:
@@ -212,7 +237,7 @@ def latencies(samples: list, windows: list[tuple[float, float]]) -> dict:
         return any(s[0] < w1 and s[1] > w0 for w0, w1 in windows)
 
     out: dict = {}
-    for path in ("/", "/api/status"):
+    for path in PATHS:
         mine = [s for s in samples if s[2] == path]
         out[path] = {
             "during": [(s[1] - s[0]) * 1000 for s in mine if during(s)],
@@ -227,10 +252,11 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--interval", type=float, default=0.5, help="seconds between two requests of one client")
     ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--journal-mb", type=float, default=2.0, help="journal size before the start (2 MB: its bound)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         suite = Suite(Path(tmp) / "root")
-        suite.start()
+        suite.start(args.journal_mb)
         try:
             import psutil
 
@@ -265,13 +291,14 @@ def main() -> int:
     for r in rows:
         print(f"  {r[0]:<{width}}  {r[1]:>11}  {r[2]:>11}  {r[3]:>6}")
     print(f"\nconsole latency, {args.clients} clients, one request every {args.interval:g} s each "
-          f"(overview and /api/status alternately)")
-    print(f"  {'request':<36}  {'n':>5}  {'p50 ms':>7}  {'p99 ms':>7}  {'max ms':>7}  errors")
-    for path, name in (("/", "overview page"), ("/api/status", "GET /api/status")):
+          f"(overview, /api/status and /api/timeline in turn; journal {args.journal_mb:g} MB, "
+          f"{suite.journal_records} records before the start)")
+    print(f"  {'request':<47}  {'n':>5}  {'p50 ms':>7}  {'p99 ms':>7}  {'max ms':>7}  errors")
+    for path, name in zip(PATHS, ("overview page", "GET /api/status", "GET /api/timeline"), strict=True):
         for when in ("during", "outside"):
             v = lat[path][when]
             label = f"{name}, {'during a store-group restart' if when == 'during' else 'otherwise'}"
-            print(f"  {label:<36}  {len(v):>5}  {pct(v, 50):>7.1f}  {pct(v, 99):>7.1f}  "
+            print(f"  {label:<47}  {len(v):>5}  {pct(v, 50):>7.1f}  {pct(v, 99):>7.1f}  "
                   f"{max(v) if v else float('nan'):>7.1f}  {lat[path]['errors'] if when == 'during' else ''}")
     print(f"\nwatcher RSS: {rss_before:.1f} MB before the console's first use, {rss_after:.1f} MB after")
     served = sum(1 for x in samples if x[3] == 200)  # the clients poll during the busy trials only

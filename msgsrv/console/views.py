@@ -7,7 +7,6 @@ plots are read and drawn on the Reader's threads. Every refusal is a Refusal(sta
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import re
@@ -372,19 +371,26 @@ class Console:
         return web.json_response({"series": wanted, "since": since, "until": until, "count": len(found),
                                   "truncated": len(found) == limit, "samples": history.as_dicts(found)})
 
-    async def _timeline(self, how: dict) -> dict:
-        """The journal's records as HOW (from _timeline_filter) selects them, read on a Reader thread."""
+    async def _timeline(self, how: dict, as_json: bool = False) -> dict | str:
+        """The journal's records as HOW (from _timeline_filter) selects them, read on a Reader thread;
+        AS_JSON: encoded there too (twenty pages polling the same filter share one encoding)."""
         kinds = timeline.kinds_of(how["kinds"], how["groups"])
         args = dict(since=how["since"], until=how["until"], kinds=kinds, component=how["component"],
                     unit=how["unit"], limit=how["limit"])
-        key = ("timeline", tuple(sorted(kinds)) if kinds is not None else None,
+        echo = {k: how[k] for k in ("since", "until", "kinds", "groups", "component", "unit", "limit")}
+        run_dir = self.backend.root.run_dir
+
+        def read() -> dict | str:
+            got = {**timeline.read(run_dir, **args), "filter": echo}
+            return json.dumps(got) if as_json else got
+
+        key = ("timeline", as_json, tuple(sorted(kinds)) if kinds is not None else None,
                *(args[k] for k in ("since", "until", "component", "unit", "limit")))
-        got = await self.reader.run(functools.partial(timeline.read, self.backend.root.run_dir, **args), key=key)
-        return {**got, "filter": {k: how[k] for k in ("since", "until", "kinds", "groups", "component", "unit",
-                                                     "limit")}}
+        return await self.reader.run(read, key=key)
 
     async def api_timeline(self, request: web.Request) -> web.Response:
-        return web.json_response(await self._timeline(_timeline_filter(request)))
+        body = await self._timeline(_timeline_filter(request), as_json=True)
+        return web.Response(text=body, content_type="application/json")
 
     async def api_logs(self, request: web.Request) -> web.Response:
         return web.json_response({"logs": await self.reader.run(log_names, self.backend.root, key="lognames")})

@@ -67,3 +67,14 @@ def test_page_renders_with_man_and_has_no_groff_warnings():
     assert (out.returncode, out.stderr) == (0, "")
     assert out.stdout.startswith("MSGSRV-CONSOLE(8)")
     assert "Received request to restart:  store imap pop http (console, 127.0.0.1)" in out.stdout
+
+
+def test_timeline_groups_are_documented_as_the_console_uses_them():
+    from msgsrv.console import timeline
+
+    page = " ".join(text().split())
+    for group, kinds in timeline.GROUPS.items():
+        if len(kinds) > 1:
+            assert f"{group}: {' '.join(kinds)}" in page, group
+        else:
+            assert f"{group};" in page, group
