@@ -245,9 +245,14 @@ def _recs():
             journal.record("started", "imap", "store", 43, "43", t=111.5),
             journal.record("request", detail="restart store", by="(console, 127.0.0.1)", t=120.0),
             journal.record("hang", "pop", "store", 50, "pop server is not responding", by="msprobe[9]", t=130.0)]
-    for r in rows:
-        r["group"] = timeline.GROUP_OF[r["kind"]]
-    return rows
+    return timeline.compact(rows)
+
+
+def test_a_compact_record_is_the_journal_record_and_its_group():
+    rec = journal.record("hang", "pop", "store", 50, "pop server is not responding", by="msprobe[9]", t=130.0)
+    assert timeline.event(timeline.compact([rec])[0]) == {**rec, "group": "failure"}
+    new_kind = {**rec, "kind": "something-newer"}  # from a newer watcher: shown all the same
+    assert timeline.event(timeline.compact([new_kind])[0])["group"] == "watcher"
 
 
 def test_select_gives_the_newest_first_and_says_when_it_left_older_ones_out():
@@ -276,13 +281,13 @@ def test_select_by_time_kind_group_component_and_unit():
 
 def test_select_does_not_stop_at_a_record_out_of_time_order():
     recs = _recs()
-    recs.append({**journal.record("stopped", "http", "store", t=105.0), "group": "process"})  # clock stepped back
+    recs += timeline.compact([journal.record("stopped", "http", "store", t=105.0)])  # clock stepped back
     assert [e["kind"] for e in timeline.select(recs, since=108.0, kinds={"stopped", "hang"})["events"]] == ["hang"]
     assert [e["kind"] for e in timeline.select(recs, since=100.0, kinds={"stopped"})["events"]] == ["stopped"]
 
 
 def _plain(recs):
-    return [{k: v for k, v in r.items() if k != "group"} for r in recs]
+    return [{k: v for k, v in timeline.event(r).items() if k != "group"} for r in recs]
 
 
 def test_records_follow_the_journal_as_it_grows_and_agree_with_journal_read(tmp_path, monkeypatch):
@@ -293,7 +298,7 @@ def test_records_follow_the_journal_as_it_grows_and_agree_with_journal_read(tmp_
     real = journal.parse
     monkeypatch.setattr(journal, "parse", lambda data: parsed.append(len(data)) or real(data))
     first = timeline.records(tmp_path)
-    assert [(r["kind"], r["group"]) for r in first] == [("watcher-start", "watcher"), ("exit", "failure")]
+    assert [(r[1], r[-1]) for r in first] == [("watcher-start", "watcher"), ("exit", "failure")]
     assert _plain(first) == journal.read(tmp_path)
     assert timeline.records(tmp_path) is first and len(parsed) == 1  # unchanged: nothing read again
     size = (tmp_path / journal.NAME).stat().st_size
@@ -304,7 +309,7 @@ def test_records_follow_the_journal_as_it_grows_and_agree_with_journal_read(tmp_
     with open(tmp_path / journal.NAME, "ab") as f:
         f.write(b'{"t": 5, "kind": "exi')  # a line being written (or cut by a crash): not taken in yet
     assert _plain(timeline.records(tmp_path)) == journal.read(tmp_path)
-    assert timeline.records(tmp_path)[-1]["pid"] == rec["pid"]
+    assert timeline.event(timeline.records(tmp_path)[-1])["pid"] == rec["pid"]
     j.add("stopped", "http", "store")  # joins the cut line: both are lost, as for journal.read()
     assert _plain(timeline.records(tmp_path)) == journal.read(tmp_path)
     for i in range(30):  # past max_bytes: rotated to journal.1.jsonl (maybe twice), read from both files
