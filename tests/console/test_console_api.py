@@ -393,12 +393,19 @@ def test_start_of_a_disabled_component_is_409_and_nothing_is_done(live, api):
 
 
 def test_run_msprobe_now(live, api):
+    since = timeline(api, limit=1)["newest"]
     r = api.post("/api/probe", body=b'{"wait": 60}', headers={"Content-Type": "application/json"})
     a = r.json()["action"]
     assert r.status == 200 and a["done"], a
     assert a["ok"] is True  # the stand-ins speak no protocol: every probe fails, the pass itself works
     assert any(ln.startswith("imap ") for ln in a["lines"]) and a["lines"][-1] == T.PROBE_UNHEALTHY
     assert "Received request to run msprobe (console, 127.0.0.1)" in live.log_lines()
+    # the timeline: the admin's request, then msprobe's reports (hangs, by msprobe itself)
+    requests = timeline(api, since=since, group="request")["events"]
+    assert [(e["detail"], e["by"]) for e in requests] == [("run msprobe", "(console, 127.0.0.1)")]
+    hangs = timeline(api, since=since, kind="hang")["events"]
+    assert {e["component"] for e in hangs} >= {"imap", "pop", "http"}
+    assert all(re.fullmatch(r"msprobe\[\d+\]", e["by"]) and e["group"] == "failure" for e in hangs), hangs
 
 
 def test_bearer_token_needs_no_session_or_csrf(live):
