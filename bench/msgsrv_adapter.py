@@ -53,7 +53,7 @@ class Msgsrv(Adapter):
             free = sock.getsockname()[1]
         settings = {k: "no" for k in OFF}
         settings.update({"local.autorestart": "yes", "local.schedule.msprobe.enable": "no",
-                         "local.watcher.port": str(free),
+                         "local.watcher.port": str(free), "local.watcher.httpport": "0",
                          "local.autorestart.timeout": "1" if self.variant == "fast" else "600"})
         for (comp, port_param), s in zip(SLOTS, services):
             settings[f"local.{comp}.enable"] = "yes"

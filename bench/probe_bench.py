@@ -101,7 +101,7 @@ def suite_heal(timeout: float) -> float:
 
     base = Path(tempfile.mkdtemp(prefix="probe-bench-suite-"))
     env = dict(os.environ, MSGSRV_BASE=str(base))
-    params = ("local.watcher.port", "local.store.port", "service.imap.port", "service.pop.port",
+    params = ("local.watcher.port", "local.watcher.httpport", "local.store.port", "service.imap.port", "service.pop.port",
               "service.http.port", "local.sched.port", "service.imap.sslport", "service.pop.sslport",
               "service.http.sslport")
     sets = dict(zip(params, map(str, free_ports(len(params))), strict=True))

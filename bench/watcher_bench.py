@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from tests.conftest import free_ports, wait_for  # noqa: E402
 
 BIN = Path(sys.executable).parent
-PARAMS = ("local.watcher.port", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port",
+PARAMS = ("local.watcher.port", "local.watcher.httpport", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port",
           "service.smtp.port", "service.lmtp.port", "local.ens.port", "local.job_controller.port",
           "local.cert.port", "local.sched.port", "service.imap.sslport", "service.pop.sslport",
           "service.http.sslport", "service.smtp.sslport")

@@ -5,11 +5,12 @@
 #   resource-agents              ocf-tester               (tests/integration/test_ocf.py)
 #   libxml2-utils                xmllint, which ocf-tester validates meta-data with
 #   systemd                      systemd-analyze verify   (tests/integration/test_systemd.py)
-#   prometheus                   one real scrape          (tests/integration/test_metrics.py)
+#   prometheus                   one real scrape          (tests/integration/test_metrics.py); promtool
+#                                                          for the alerting rules (tests/console/test_console_alerting.py)
 #   iproute2                     ss: the metrics port listens on loopback only (test_metrics.py)
 #   groff man-db                 man -l and groff -ww on every page (tests/test_docs.py, *man_page*.py)
 #   curl fetchmail mutt          real mail clients against the built-in servers
-#   chromium chromium-driver     browser tests of the web console
+#   chromium chromium-driver     browser tests of the web console (tests/console/test_console_browser.py)
 #   dovecot-dev build-essential autoconf automake libtool pkg-config
 #                                Dovecot's imaptest, built by ../shared/tools/imaptest/build.sh
 #   git                          scripts/smoke.sh clones the checkout

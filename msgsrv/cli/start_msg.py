@@ -61,9 +61,15 @@ def cli(components):
             raise
         progress("L", f" {pid}")
     with client:
-        if components == ("watcher",):
-            return 0
-        client.request("START", *(["ha"] if ha else []), *names, on_progress=progress)
+        if components != ("watcher",):
+            client.request("START", *(["ha"] if ha else []), *names, on_progress=progress)
+    from msgsrv.console import link
+    from msgsrv.control.client import read_settings
+
+    settings = read_settings(root)  # a file that does not parse: the watcher's last good one may serve it
+    url = link.awaited(root, settings is None or settings.get_int("local.watcher.httpport", 49995) != 0)
+    if url:
+        progress("L", link.LINE.format(url=url))  # as Jupyter does: the console, logged in
     return 0
 
 

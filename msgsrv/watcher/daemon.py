@@ -136,6 +136,9 @@ async def _run_locked(root: ServerRoot, ha: bool) -> int:
         from msgsrv.watcher.metrics import serve_metrics
 
         metrics = await serve_metrics(sup, metrics_port)
+    from msgsrv.console import server as console_server
+
+    console = await console_server.start(sup, token, sup.cfg.current)
     try:
         await sup.finished.wait()
         await control.quiesce()
@@ -143,6 +146,7 @@ async def _run_locked(root: ServerRoot, ha: bool) -> int:
         server.close()
         if metrics is not None:
             metrics.close()
+        await console_server.stop(console)
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker

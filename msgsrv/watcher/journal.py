@@ -119,6 +119,12 @@ def _parse(line: bytes) -> dict | None:
     return {f: rec.get(f) for f in FIELDS}
 
 
+def parse(data: bytes) -> list[dict]:
+    """The records in DATA (whole lines of a journal file), as read() gives them; a line that does
+    not parse is skipped. For readers that follow the file as it grows (the web console)."""
+    return [rec for rec in map(_parse, data.splitlines()) if rec is not None]
+
+
 def read(root, since: float | None = None, limit: int = 1000) -> list[dict]:
     """The newest LIMIT records with t > SINCE (all when SINCE is None), oldest first.
 

@@ -182,6 +182,8 @@ def test_H_with_prefix_and_marks(cli):
         "local.watcher.calltimeout = 5 [REFRESHABLE] [duration 0.01-3600]\n"
         "local.watcher.cgroups = yes [NOT REFRESHABLE] [boolean]\n"
         "local.watcher.enable = yes [NOT REFRESHABLE] [boolean]\n"
+        "local.watcher.httpaddr = 127.0.0.1 [NOT REFRESHABLE] [host]\n"
+        "local.watcher.httpport = 49995 [NOT REFRESHABLE] [port_or_off]\n"
         "local.watcher.metricsport = 0 [NOT REFRESHABLE] [port_or_off]\n"
         "local.watcher.port = 49994 [NOT REFRESHABLE] [port]\n"))
     ok(cli("configutil", "-H", "-m", "-p", "service.<svc>"),

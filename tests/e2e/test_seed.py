@@ -19,7 +19,7 @@ from msgsrv.store.users import Users
 from tests.conftest import free_ports
 from tests.watcher.conftest import seed_restart_sequence, wait_for
 
-PARAMS = ("local.watcher.port", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port",
+PARAMS = ("local.watcher.port", "local.watcher.httpport", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port",
           "service.smtp.port", "service.lmtp.port", "local.ens.port", "local.job_controller.port",
           "local.cert.port", "local.sched.port", "service.imap.sslport", "service.pop.sslport",
           "service.http.sslport", "service.smtp.sslport")

@@ -25,7 +25,7 @@ OCF_SUCCESS, OCF_ERR_GENERIC, OCF_ERR_UNIMPLEMENTED, OCF_ERR_INSTALLED, OCF_ERR_
     0, 1, 3, 5, 6, 7
 
 # Every port of the built-in suite, so that a real start never meets another test's servers.
-PORTS = ("local.watcher.port", "service.imap.port", "service.pop.port", "service.http.port", "service.smtp.port",
+PORTS = ("local.watcher.port", "local.watcher.httpport", "service.imap.port", "service.pop.port", "service.http.port", "service.smtp.port",
          "service.lmtp.port", "local.mmp.imapport", "local.mmp.popport", "local.ens.port",
          "local.job_controller.port", "local.store.port", "local.cert.port", "local.sched.port",
          "service.imap.sslport", "service.pop.sslport", "service.http.sslport", "service.smtp.sslport")

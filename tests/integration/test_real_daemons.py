@@ -150,7 +150,7 @@ class RealDaemons:
             "service.imap.numprocesses": 1, "service.pop.numprocesses": 1,
             "service.pop.enablesslport": "no", "service.smtp.enablesslport": "no",
             # and the test's own: free ports, only the components under test, quick verdicts
-            "local.watcher.port": watcher, "service.lmtp.port": lmtp, "local.job_controller.port": jc,
+            "local.watcher.port": watcher, "local.watcher.httpport": 0, "service.lmtp.port": lmtp, "local.job_controller.port": jc,
             "local.store.enable": "no", "service.http.enable": "no", "local.ens.enable": "no",
             "local.sched.enable": "no", "local.cert.enable": "no", "local.mmp.enable": "no",
             "local.imta.enable": "yes", "local.autorestart": "yes", "local.schedule.msprobe.enable": "no",

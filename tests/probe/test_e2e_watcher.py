@@ -13,7 +13,7 @@ from msgsrv.probe.history import History
 from tests.conftest import command_path, free_ports
 from tests.conftest import wait_for as _wait_for
 
-PORTS = ("local.watcher.port", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port",
+PORTS = ("local.watcher.port", "local.watcher.httpport", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port",
          "service.smtp.port", "service.lmtp.port", "local.job_controller.port", "local.ens.port",
          "local.sched.port", "local.cert.port", "service.imap.sslport", "service.pop.sslport",
          "service.http.sslport", "service.smtp.sslport")

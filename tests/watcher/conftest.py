@@ -53,7 +53,7 @@ class Suite:
         components = tuple(components) + (("job_controller",) if "dispatcher" in components else ())
         ports = free_ports(1 + len(components))
         self.watcher_port = ports[0]
-        settings = {"local.watcher.port": str(ports[0]), "local.autorestart": "yes",
+        settings = {"local.watcher.port": str(ports[0]), "local.watcher.httpport": "0", "local.autorestart": "yes",
                     "service.pop.numprocesses": "4", "local.schedule.msprobe.enable": "no"}
         for c in ("ens", "sched", "cert", "imta"):
             settings[f"local.{c}.enable"] = "no"
