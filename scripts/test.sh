@@ -3,7 +3,8 @@
 # coverage (every Python subprocess counted: see [tool.coverage.run] in pyproject.toml), then print
 # the coverage report. Extra arguments go to pytest (e.g. `bash scripts/test.sh -m "not integration"`).
 # With no arguments the whole suite runs and the report must reach the floor (fail_under); with
-# arguments the report is printed but the floor is not checked.
+# arguments the report is printed but the floor is not checked. The tests run in
+# MSGSRV_TEST_WORKERS pytest-xdist workers (default 4; 0 runs them in this one process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh
@@ -12,7 +13,10 @@ results=.ci-results
 rm -rf "$results" && mkdir -p "$results"
 $PY -m coverage erase
 rc=0
-$PY -m coverage run -m pytest --junitxml="$results/junit.xml" "$@" || rc=$?
+workers=${MSGSRV_TEST_WORKERS:-4}
+dist=()
+[ "$workers" = 0 ] || dist=(-n "$workers")
+$PY -m coverage run -m pytest "${dist[@]}" --junitxml="$results/junit.xml" "$@" || rc=$?
 $PY -m coverage combine -q || true  # nothing to combine: the report below says so
 floor=()
 [ $# -eq 0 ] || floor=(--fail-under=0)

@@ -55,24 +55,48 @@ def pytest_make_collect_report(collector):
         _fail_skip(rep)
 
 
-def free_port() -> int:
+# Ports for the servers a test starts: below Linux's ephemeral range (32768-60999), so no outgoing
+# connection of the machine can hold one, and a separate block for each pytest-xdist worker, so two
+# workers never pick the same port between choosing it and binding it. Within its block a worker
+# walks on from a random start: a port is not handed out again until the block wraps around.
+PORT_LOW, PORT_BLOCK = 20000, 2500
+
+
+def _port_block() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    i = int(worker) if worker.isdigit() else 0
+    start = PORT_LOW + (i % 5) * PORT_BLOCK
+    return range(start, start + PORT_BLOCK)
+
+
+_block = _port_block()
+_next = [_block.start + (os.getpid() * 7919) % PORT_BLOCK]
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
+    """N distinct ports on 127.0.0.1 that nothing holds now (see PORT_LOW)."""
+    ports: list[int] = []
+    for _ in range(PORT_BLOCK):
+        port = _next[0]
+        _next[0] = _block.start + (port + 1 - _block.start) % PORT_BLOCK
+        if _bindable(port):
+            ports.append(port)
+            if len(ports) == n:
+                return ports
+    raise RuntimeError(f"fewer than {n} free ports in {_block.start}-{_block.stop - 1}")
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
 
 
 def wait_for(pred, timeout: float = 10.0, every: float = 0.02):
