@@ -19,6 +19,8 @@ STORE = ("store", "imap", "pop", "http")
 PORT_PARAM = {"store": "local.store.port", "imap": "service.imap.port", "pop": "service.pop.port",
               "http": "service.http.port", "ens": "local.ens.port", "dispatcher": "service.smtp.port",
               "job_controller": "local.job_controller.port"}
+SIDE_PORTS = ("service.imap.sslport", "service.pop.sslport", "service.http.sslport", "service.smtp.sslport",
+              "service.lmtp.port", "local.cert.port", "local.sched.port", "local.mmp.imapport", "local.mmp.popport")
 SWITCH = {"ens": "local.ens.enable", "sched": "local.sched.enable", "cert": "local.cert.enable",
           "dispatcher": "local.imta.enable", "job_controller": "local.imta.enable"}
 
@@ -51,10 +53,13 @@ class Suite:
         """Stand-in servers (fakesrv.py) for COMPONENTS on free ports, autorestart yes, pop with 4
         workers; ARGS: extra fakesrv options per component; EXTRA: more settings."""
         components = tuple(components) + (("job_controller",) if "dispatcher" in components else ())
-        ports = free_ports(1 + len(components))
+        ports = free_ports(1 + len(components) + len(SIDE_PORTS))
+        ports, side = ports[: -len(SIDE_PORTS)], ports[-len(SIDE_PORTS) :]
         self.watcher_port = ports[0]
         settings = {"local.watcher.port": str(ports[0]), "local.watcher.httpport": "0", "local.autorestart": "yes",
-                    "service.pop.numprocesses": "4", "local.schedule.msprobe.enable": "no"}
+                    "service.pop.numprocesses": "4", "local.schedule.msprobe.enable": "no",
+                    # a test that switches a component to its built-in server gets its other ports free too
+                    **{param: str(p) for param, p in zip(SIDE_PORTS, side)}}
         for c in ("ens", "sched", "cert", "imta"):
             settings[f"local.{c}.enable"] = "no"
         for c in STORE:

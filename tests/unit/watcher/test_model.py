@@ -35,6 +35,7 @@ from msgsrv.watcher.journal import read as journal
 from msgsrv.watcher.operations import Out
 from msgsrv.watcher.states import State
 from msgsrv.watcher.supervisor import Supervisor
+from tests.conftest import free_ports
 
 COMPONENTS = ("ens", "store", "imap", "pop", "http", "dispatcher")
 SERVICE = {c: next(s for s, (comp, _) in PROBE_TARGETS.items() if comp == c) for c in COMPONENTS}
@@ -116,6 +117,8 @@ class SupervisorModel(RuleBasedStateMachine):
         self.procs = FakeProcesses(self.loop)
         self.autorestart = True
         self.broken = False
+        # the supervisor binds a multi-worker server's ports itself (shared listeners): free ones
+        self.pop_ports = free_ports(2)
         self.write_config()
         self.sup = self.run(self._make())
         self.procs.sup = self.sup
@@ -126,7 +129,8 @@ class SupervisorModel(RuleBasedStateMachine):
 
     def write_config(self):
         settings_ = {"local.autorestart": "yes" if self.autorestart else "no", "local.autorestart.timeout": "600",
-                     "service.pop.numprocesses": "2", "local.store.port": "1", "local.mmp.enable": "no",
+                     "service.pop.numprocesses": "2", "service.pop.port": str(self.pop_ports[0]),
+                     "service.pop.sslport": str(self.pop_ports[1]), "local.store.port": "1", "local.mmp.enable": "no",
                      "local.sched.enable": "no", "local.cert.enable": "no",
                      "local.store.stoptimeout": "0.05", "local.imap.stoptimeout": "0.05",
                      "local.pop.stoptimeout": "0.05", "local.http.stoptimeout": "0.05",
