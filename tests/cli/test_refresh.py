@@ -28,9 +28,10 @@ def default_log(base) -> str:
 
 @pytest.fixture
 def sched_suite(cli, base):
-    watcher_port, sched_port = free_ports(2)
+    watcher_port, sched_port, console_port = free_ports(3)
     settings = base.parent / "settings.txt"
     settings.write_text(f"local.watcher.port={watcher_port}\nlocal.sched.port={sched_port}\n"
+                        f"local.watcher.httpport={console_port}\n"
                         "local.schedule.msprobe.enable=no\nlocal.autorestart=yes\n")
     ok(cli("configutil", "-i", str(settings)))
     r = cli("start-msg", "sched")

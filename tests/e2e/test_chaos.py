@@ -28,7 +28,7 @@ RECOVERY_SECONDS = 20.0
 PORTS = {"store": "local.store.port", "imap": "service.imap.port", "pop": "service.pop.port",
          "http": "service.http.port", "cert": "local.cert.port", "sched": "local.sched.port",
          "dispatcher": "service.smtp.port", "job_controller": "local.job_controller.port"}
-EXTRA_PORTS = ("service.lmtp.port", "local.watcher.port", "local.ens.port", "service.imap.sslport",
+EXTRA_PORTS = ("service.lmtp.port", "service.smtp.sslport", "local.watcher.httpport", "local.watcher.port", "local.ens.port", "service.imap.sslport",
                "service.pop.sslport", "service.http.sslport")
 # A stopped imsched runs no msprobe, so nothing would ever find it hung (the seed: "a hung imsched
 # had to be killed by hand"); it only gets SIGKILL here.

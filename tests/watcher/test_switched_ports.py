@@ -28,7 +28,7 @@ def test_a_switched_off_tls_port_is_not_bound_for_shared_workers(root, cli):
     settings = {"local.watcher.port": watcher, "service.pop.port": pop, "service.pop.sslport": pops,
                 "service.pop.numprocesses": 2, "service.pop.enablesslport": "no", "local.autorestart": "yes",
                 "local.store.enable": "no", "service.imap.enable": "no", "service.http.enable": "no",
-                "local.ens.enable": "no", "local.sched.enable": "no", "local.imta.enable": "no",
+                "local.ens.enable": "no", "local.cert.enable": "no", "local.sched.enable": "no", "local.imta.enable": "no",
                 "local.schedule.msprobe.enable": "no"}
     f = root.base / "settings.txt"
     f.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
