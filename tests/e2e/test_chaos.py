@@ -154,7 +154,8 @@ def _agrees(cli, why: list[str]) -> bool:
             why.append(f"{c} port {CONFIG[param]} held by {listeners.get(CONFIG[param])}, status says {row['pids']}")
             return False
         running |= set(row["pids"])
-    others = {p for port, pids in listeners.items() if port != CONFIG["local.watcher.port"] for p in pids}
+    watchers = (CONFIG["local.watcher.port"], CONFIG["local.watcher.httpport"])  # the watcher's own ports
+    others = {p for port, pids in listeners.items() if port not in watchers for p in pids}
     if not others <= running:
         why.append(f"listeners {others - running} belong to no RUNNING component")
         return False
