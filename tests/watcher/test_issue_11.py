@@ -33,7 +33,7 @@ def test_issue_11_a_watcher_that_does_not_answer_is_reported_and_stop_f_stops_ev
             t0 = time.monotonic()
             r = cli(cmd, *args)
             assert (r.returncode, r.stderr) == (1, f"{cmd}: {M.NOT_ANSWERING.format(pid=w)}{tail}\n"), cmd
-            assert time.monotonic() - t0 < 4, cmd  # a deadline, not a hang
+            assert time.monotonic() - t0 < 8, cmd  # a deadline (calltimeout 1 s), not a hang
         assert not gone(w) and all(not gone(p) for p in servers)  # nothing was done
         r = cli("stop-msg", "-f")
         assert r.returncode == 0, r.stderr
