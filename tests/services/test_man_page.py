@@ -10,20 +10,13 @@ import pytest
 
 from msgsrv.services.__main__ import MODULES
 from msgsrv.services.fault import parse
+from tests.test_docs import sections as doc_sections
 
 PAGE = Path(__file__).resolve().parents[2] / "man" / "msgsrv-server.8"
 
 
 def sections() -> dict[str, str]:
-    out: dict[str, str] = {}
-    name = None
-    for line in PAGE.read_text().replace("\\-", "-").splitlines():
-        if line.startswith(".SH "):
-            name = line[4:].strip().strip('"')
-            out[name] = ""
-        elif name is not None:
-            out[name] += line + "\n"
-    return out
+    return doc_sections(PAGE)
 
 
 def test_page_is_section_8_with_the_usual_sections():
