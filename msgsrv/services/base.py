@@ -332,18 +332,21 @@ class LineSession:
                 self.on_idle_timeout()
                 await self.flush()
                 return
-            except LineTooLong:
-                self.protocol_error(None, f"line too long (more than {MAX_LINE} octets)")
+            except LineTooLong as e:
+                ends = self.on_line_too_long(e)
                 await self.flush()
+                if ends:
+                    return
                 continue
             except asyncio.IncompleteReadError:
                 return
             if line is None:
                 return
             self.busy = True
-            self.last = line
+            self.last = self.describe(line)
             try:
                 await self.dispatch(line)
+                self.after_dispatch()
                 await self.flush()
             finally:
                 self.busy = False
@@ -354,6 +357,19 @@ class LineSession:
             if self.service.stopping.is_set():
                 self.on_shutdown()
                 return
+
+    # hooks of the loop for protocols that need more (IMAP: tags, literals, BYE)
+    def on_line_too_long(self, e: LineTooLong) -> bool:
+        """Answer an overlong line; True ends the session."""
+        self.protocol_error(None, f"line too long (more than {MAX_LINE} octets)")
+        return False
+
+    def describe(self, line: str) -> str:
+        """The command as the session's `last` shows it (and logs on errors)."""
+        return line
+
+    def after_dispatch(self) -> None:
+        """Called after each command, before its answer is flushed."""
 
     async def dispatch(self, line: str) -> None:
         tag, verb, rest = self.parse(line)

@@ -37,7 +37,7 @@ import ssl
 import time
 
 from msgsrv.services.authlimit import LoginThrottle
-from msgsrv.services.base import LineSession, Service, masked
+from msgsrv.services.base import LineSession, LineTooLong, Service, masked
 from msgsrv.services.imapauth import AuthCommands
 from msgsrv.services.imapmailboxes import MailboxCommands
 from msgsrv.services.imapreply import ANSWERED, Bad, Refused
@@ -68,7 +68,7 @@ COMMANDS = {  # verb -> state it needs
 NO_EXPUNGE_DURING = ("FETCH", "STORE", "SEARCH")  # RFC 3501 §7.4.1
 
 
-class CommandTooLong(Exception):
+class CommandTooLong(LineTooLong):
     """A line, literal or command exceeded its limit; TAG is the command's tag when readable."""
 
     def __init__(self, tag: str | None, text: str, fatal: bool = False):
@@ -209,46 +209,21 @@ class ImapSession(AuthCommands, MailboxCommands, SelectedCommands, LineSession):
             buf += chunk
         return buf
 
-    # -- the loop ----------------------------------------------------------------------------------
-    async def run(self) -> None:
-        await self.greet()
-        await self.flush()
-        while not self.done:
-            try:
-                line = await asyncio.wait_for(self.read_command(), self.idle_timeout)
-            except TimeoutError:
-                self.on_idle_timeout()
-                await self.flush()
-                return
-            except CommandTooLong as e:
-                self.protocol_error(e.tag, str(e))
-                if e.fatal:
-                    self.send("* BYE command too long, closing connection")
-                    await self.flush()
-                    return
-                await self.flush()
-                continue
-            except asyncio.IncompleteReadError:
-                return
-            if line is None:
-                return
-            self.busy = True
-            self.last = masked(line.replace(LITERAL_MARK, " "))
-            try:
-                await self.dispatch(line)
-                if self.bye:
-                    self.send(f"* BYE {self.bye}")
-                    self.done = True
-                await self.flush()
-            finally:
-                self.busy = False
-            if self.errors >= self.max_errors:
-                self.on_too_many_errors()
-                await self.flush()
-                return
-            if self.service.stopping.is_set():
-                self.on_shutdown()
-                return
+    # -- the loop (LineSession.run) and its hooks ---------------------------------------------------
+    def on_line_too_long(self, e: LineTooLong) -> bool:
+        tag, fatal = (e.tag, e.fatal) if isinstance(e, CommandTooLong) else (None, False)
+        self.protocol_error(tag, str(e))
+        if fatal:
+            self.send("* BYE command too long, closing connection")
+        return fatal
+
+    def describe(self, line: str) -> str:
+        return masked(line.replace(LITERAL_MARK, " "))
+
+    def after_dispatch(self) -> None:
+        if self.bye:
+            self.send(f"* BYE {self.bye}")
+            self.done = True
 
     def parse(self, line: str):
         tag, _, rest = line.partition(" ")
