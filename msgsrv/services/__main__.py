@@ -28,15 +28,20 @@ MODULES = {
 }
 # what the servers import while they run (lazily, inside functions): the watcher imports these too
 # before it forks them (watcher/prefork.py), so a forked server imports nothing and shares their pages
-PRELOAD = (
-    "msgsrv.config.store", "msgsrv.control.client", "msgsrv.control.listeners", "msgsrv.tls",
-    "msgsrv.store.mailbox", "msgsrv.store.users", "msgsrv.store.legacy", "msgsrv.services.logins",
-    "msgsrv.services.gate", "msgsrv.sched.imsched", "tomlkit", "email.utils", "ssl",
-    "aiohttp.web", "aiohttp.http_exceptions", "aiohttp.http_parser", "aiohttp.web_protocol",
-    "aiosmtpd.smtp", "aiosmtpd.lmtp", "cryptography.x509", "cryptography.x509.oid",
-    "cryptography.hazmat.primitives.hashes", "cryptography.hazmat.primitives.serialization",
-    "cryptography.hazmat.primitives.asymmetric.ec", "setproctitle",
-)
+_STORE = ("msgsrv.store.mailbox", "msgsrv.store.users", "msgsrv.store.legacy")
+_LOGINS = (*_STORE, "msgsrv.services.logins", "msgsrv.services.gate")
+PRELOAD_ALL = ("msgsrv.config.store", "msgsrv.control.client", "msgsrv.control.listeners", "msgsrv.tls",
+               "ssl", "tomlkit", "email.utils", "setproctitle")
+PRELOAD = {
+    "store": _STORE,
+    "imap": _LOGINS,
+    "pop": _LOGINS,
+    "http": (*_LOGINS, "aiohttp.web", "aiohttp.web_protocol", "aiohttp.http_parser", "aiohttp.http_exceptions"),
+    "dispatcher": (*_STORE, "aiosmtpd.smtp", "aiosmtpd.lmtp"),
+    "job_controller": _STORE,
+    "cert": ("cryptography.x509", "cryptography.hazmat.primitives.hashes"),
+    "sched": ("msgsrv.sched.imsched",),
+}
 USAGE = "usage: msgsrv-server COMPONENT   (one of: " + " ".join(MODULES) + ")"
 
 

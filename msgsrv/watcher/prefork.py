@@ -49,20 +49,26 @@ EX_SOFTWARE = 70  # the child could not become a server (sysexits.h)
 _preloaded: list[str] = []
 
 
-def preload() -> list[str]:
-    """Import every built-in server and what it imports while it runs; freeze the collector.
+def preload(components: list[str]) -> list[str]:
+    """Import the built-in servers of COMPONENTS and what they import while they run; freeze the
+    collector. The modules imported (a module that cannot be imported here is left for the child
+    to import, and to fail on in its own log).
 
-    Called once, before the watcher's event loop serves anything. A module that cannot be imported
-    here is left for the child to import (and to fail on, in its own log)."""
-    from msgsrv.services.__main__ import MODULES, PRELOAD
+    Called before the watcher's event loop serves anything, for the enabled built-in components
+    (a suite of external commands preloads nothing). A component enabled later is forked all the
+    same, and imports its code in the child."""
+    from msgsrv.services.__main__ import MODULES, PRELOAD, PRELOAD_ALL
 
-    names = [f"msgsrv.services.{m}" for m in MODULES.values()] + list(PRELOAD)
-    for name in names:
+    names: list[str] = []
+    for c in components:
+        if c in MODULES:
+            names += [*PRELOAD_ALL, f"msgsrv.services.{MODULES[c]}", *PRELOAD.get(c, ())]
+    for name in dict.fromkeys(names):
         if name in _preloaded:
             continue
         try:
             importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - an optional extra; the child will say what is wrong
+        except Exception:  # noqa: BLE001 - the child will import it again and say what is wrong
             continue
         _preloaded.append(name)
     # the collector of the watcher (and of every child, which freezes again) never walks these
