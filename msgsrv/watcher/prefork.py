@@ -18,17 +18,19 @@ that behind, in this order (`_become_server`):
    closed except the listening sockets named in MSGSRV_LISTEN_FDS: not the watcher's lock, control
    and console sockets, journal, pidfds or epoll;
 4. its cgroup joined (cgroup.procs), before it runs server code;
-5. the environment the watcher built for it (operations.child_env), fresh sys.stdout/sys.stderr
-   (the watcher's may be locked by one of its threads), no logging handlers, umask 0o077;
-6. the process title `msgsrv-server <component>` (setproctitle, set before the environment is
+5. the process title `msgsrv-server <component>` (setproctitle, set before the environment is
    replaced: it finds the argv area through it; comm becomes the daemon's name in Service.main);
+6. the environment the watcher built for it (operations.child_env), fresh sys.stdout/sys.stderr
+   (the watcher's may be locked by one of its threads), no logging handlers, no event loop, umask
+   0o077;
 
 then the server's own `main()` in a fresh event loop, and os._exit with its status: it never
 returns into the watcher's code, nor runs the watcher's atexit handlers or finally blocks.
 
 What a forked server cannot change: /proc/<pid>/environ shows what the kernel saw at the watcher's
 execve (the watcher's environment, without MSGSRV_COMPONENT), and /proc/<pid>/exe is the watcher's
-interpreter. Nothing of the suite identifies its processes by either (they use pid and start time).
+interpreter. Nothing of the suite identifies its processes by either (they use pid and start time;
+children._same falls back on the working directory, the server root, for a forked one).
 `local.watcher.prefork no` goes back to exec'ing `python -m msgsrv.services COMPONENT`.
 """
 

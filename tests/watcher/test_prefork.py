@@ -209,3 +209,38 @@ def test_issue_14_status_json_shows_pss_per_component_and_in_all(builtin):
     assert st["watcher"]["pss"] > 0
     total = st["watcher"]["pss"] + sum(rows[c]["pss"] for c in STORE)
     assert st["pss_total"] == total
+
+
+def test_issue_14_stop_msg_f_ends_forked_servers_by_pid_when_the_watcher_is_gone(builtin, cli):
+    builtin.configure()
+    builtin.start()
+    watcher = builtin.watcher()
+    servers = [p for c in STORE for p in builtin.pids(c)]
+    os.kill(watcher, signal.SIGKILL)
+    wait_for(lambda: not psutil.pid_exists(watcher) or psutil.Process(watcher).status() == psutil.STATUS_ZOMBIE)
+    assert all(psutil.pid_exists(p) for p in servers)  # a forked server outlives its watcher, as an exec'd one
+    r = cli("stop-msg", "-f")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    def gone():
+        return all(not psutil.pid_exists(p) or psutil.Process(p).status() == psutil.STATUS_ZOMBIE for p in servers)
+
+    assert wait_for(gone, timeout=10)
+
+
+def test_issue_14_a_forked_server_runs_in_its_own_cgroup_where_the_watcher_makes_them(builtin):
+    from msgsrv.watcher import cgroup
+
+    if cgroup.Cgroups.detect(builtin.root.base) is None:
+        pytest.skip("no writable cgroup v2 tree here: process groups only (covered above)")
+    builtin.configure()
+    builtin.start()
+    imapd = builtin.pids("imap")[0]
+    group = cgroup.of_pid(imapd)
+    assert group is not None and group.endswith("-imap-0"), group
+    assert cgroup.procs(group) == [imapd]
+    os.kill(imapd, signal.SIGKILL)
+    new_pid(builtin, "imap", [imapd])
+    all_running(builtin)
+    fresh = builtin.pids("imap")[0]
+    assert cgroup.of_pid(fresh) == group  # the restarted one joined the same, emptied cgroup
