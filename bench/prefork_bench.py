@@ -6,7 +6,9 @@ For each mode, in a temporary MSGSRV_BASE on free ports with local.autorestart y
 round never spends the restart budget):
 
 - crash -> greet, imap alone: only imap is enabled, so the store group's restart is imap alone; kill
-  -9 imapd, then the time until a new imapd greets `* OK` (what a fork saves, nothing else);
+  -9 imapd, then the time until a new imapd greets `* OK` (what a fork saves, nothing else); once
+  more with `local.watcher.cgroups no` (where the watcher may make cgroups, joining one is a kernel
+  cost of its own: cgroup.procs waits for the cgroup rwsem);
 - crash -> greet, store group: store, imap, pop, http enabled (the seed's restart: stop http, pop,
   store; start store, check it, imap, pop, http); kill -9 imapd, then the time until a new imapd
   greets and until http answers GET /health;
@@ -136,6 +138,14 @@ def measure(prefork: str, rounds: int) -> dict[str, list[float]]:
         out["alone"], _ = crash_rounds(alone, rounds, with_http=False)
     finally:
         alone.stop()
+    # the same without a cgroup per server: joining one (cgroup.procs) is a kernel cost of its own
+    bare = Root(prefork, {**OFF, "local.store.enable": "no", "service.pop.enable": "no",
+                          "service.http.enable": "no", "local.watcher.cgroups": "no"})
+    try:
+        bare.run("start-msg")
+        out["bare"], _ = crash_rounds(bare, rounds, with_http=False)
+    finally:
+        bare.stop()
     group = Root(prefork, OFF)
     try:
         group.run("start-msg")
@@ -166,6 +176,7 @@ def main() -> int:
     rows = []
     what = [
         ("alone", "kill -9 imapd -> a new imapd greets * OK (imap alone in the store group)", "<= 15 ms"),
+        ("bare", "kill -9 imapd -> a new imapd greets * OK (imap alone, local.watcher.cgroups no)", "<= 15 ms"),
         ("group", "kill -9 imapd -> a new imapd greets * OK (store group: store imap pop http)", "-"),
         ("http", "store-group restart: kill -9 imapd -> http answers", "<= 150 ms"),
         ("cold", "whole suite up: start-msg, watcher launched too", "<= 300 ms"),
