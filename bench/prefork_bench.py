@@ -33,7 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from watcher_bench import PARAMS, free_ports, pids, print_table  # the same directory: bench/
+from hang_bench import greets  # the same directory: bench/
+from watcher_bench import PARAMS, free_ports, pids, print_table
 
 BIN = Path(sys.executable).parent
 DEADLINE = 30.0  # seconds any one wait may take
@@ -67,15 +68,6 @@ class Root:
 
     def stop(self) -> None:
         subprocess.run([BIN / "stop-msg", "-f"], env=self.env, stdout=subprocess.DEVNULL, timeout=60)
-
-
-def greets(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.settimeout(0.5)
-            return s.recv(4) == b"* OK"
-    except OSError:
-        return False
 
 
 def http_answers(port: int) -> bool:

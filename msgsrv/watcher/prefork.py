@@ -43,6 +43,7 @@ import resource
 import signal
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 TITLE = "msgsrv-server {c}"
@@ -87,7 +88,11 @@ def fork_server(component: str, env: dict[str, str], log_path: Path, cgroup: Pat
     # would run the watcher's handler, which writes to the watcher's own wakeup socket
     old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
-        pid = os.fork()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns when a process with threads forks (the console's executor may have
+            # some): the child touches none of their locks (fresh stdio, logging and event loop)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
     except BaseException:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
         raise

@@ -20,17 +20,15 @@ import pytest
 
 from msgsrv import messages as M
 from tests.conftest import free_ports, wait_for
+from tests.watcher.conftest import Suite
 
 STORE = ("store", "imap", "pop", "http")
 PORTS = ("local.watcher.port", "local.store.port", "service.imap.port", "service.pop.port", "service.http.port",
          "service.imap.sslport", "service.pop.sslport", "service.http.sslport")
 
 
-class Builtin:
+class Builtin(Suite):
     """The built-in store group (pop with 2 workers) under a watcher, on free ports."""
-
-    def __init__(self, root, cli):
-        self.root, self.cli = root, cli
 
     def configure(self, prefork: str = "yes") -> None:
         self.ports = dict(zip(PORTS, free_ports(len(PORTS))))
@@ -39,25 +37,17 @@ class Builtin:
                     "local.schedule.msprobe.enable": "no", "local.watcher.prefork": prefork}
         for switch in ("local.ens.enable", "local.sched.enable", "local.cert.enable", "local.imta.enable"):
             settings[switch] = "no"
-        f = self.root.base / "settings.txt"
-        f.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
-        r = self.cli("configutil", "-i", str(f))
-        assert r.returncode == 0, r.stderr
+        self.set(settings)
 
     def start(self) -> None:
         r = self.cli("start-msg")
         assert r.returncode == 0, r.stdout + r.stderr
 
-    def pids(self, c: str) -> list[int]:
-        try:
-            return [d["pid"] for d in json.loads(self.root.pid_file(c).read_text())]
-        except (OSError, ValueError):
-            return []
-
     def watcher(self) -> int:
-        return self.pids("watcher")[0]
+        return self.watcher_pid()
 
     def status(self) -> dict:
+        """`watcher status --json` as it is (the watcher's and the total PSS too)."""
         r = self.cli("watcher", "status", "--json")
         assert r.returncode in (0, 3), r.stderr
         return json.loads(r.stdout)
