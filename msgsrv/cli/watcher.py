@@ -62,7 +62,7 @@ def status_cmd(as_json):
     if running_watcher(root) is None and not _enabled(root):
         return _disabled(root, as_json)
     with WatcherClient.connect(root) as client:
-        st = json.loads(client.request("STATUS"))
+        st = json.loads(client.request("STATUS", "pss") if as_json else client.request("STATUS"))
     code = 0 if all(c["state"] == "RUNNING" for c in st["components"] if c.get("enabled")) else STATUS_DOWN
     if as_json:
         st["exit_status"] = code

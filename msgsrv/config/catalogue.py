@@ -59,6 +59,8 @@ _ROWS: tuple[tuple, ...] = (
      "Seconds a command waits for the watcher to answer before saying it is not answering", *SHORT),
     ("local.watcher.cgroups", "boolean", "yes", N,
      "Run each server in its own cgroup v2 where the watcher may create cgroups (else process groups)"),
+    ("local.watcher.prefork", "boolean", "yes", R,
+     "Start built-in servers by forking the watcher's preloaded image (no): exec a new interpreter each time"),
     ("local.autorestart", "boolean", "no", R, "Restart failed or hung servers automatically"),
     ("local.autorestart.timeout", "duration", "600", R,
      "Restart window in seconds: a third failure inside it gives up (at least the msprobe interval)", 1, 366 * DAY),

@@ -9,7 +9,8 @@ Wire: UTF-8 lines ending in "\\n", at most MAX_LINE bytes each.
 Requests (one per line, answered in order):
 
     PING                                 -> OK pong
-    STATUS                               -> OK <json>          the supervised tree (watcher status)
+    STATUS [pss]                         -> OK <json>          the supervised tree (watcher status); pss:
+                                                               with each process's PSS (issue 14)
     START [ha] [COMPONENT...]            -> progress..., OK    start (no names: every enabled one)
     STOP [-f] [COMPONENT...]             -> progress..., OK    stop (no names: everything running)
     RESTART COMPONENT...                 -> progress..., OK    restart their units (an admin's request)

@@ -1,6 +1,7 @@
 """`msgsrv-server COMPONENT` (also `python -m msgsrv.services COMPONENT`): run one built-in
 server in the foreground. This is what the watcher starts for a component unless
-`local.<component>.command` names another program.
+`local.<component>.command` names another program: forked from its own image
+(watcher/prefork.py, which calls run()), or exec'd with `local.watcher.prefork no`.
 
 Exit status: 0 after SIGTERM, 1 when a listener cannot be bound, 2 for a usage error, 70 when
 the fault switch asked for a crash. See msgsrv-server(8).
@@ -25,6 +26,22 @@ MODULES = {
     "cert": "cert",
     "sched": "sched_health",
 }
+# what the servers import while they run (lazily, inside functions): the watcher imports these too
+# before it forks them (watcher/prefork.py), so a forked server imports nothing and shares their pages
+_STORE = ("msgsrv.store.mailbox", "msgsrv.store.users", "msgsrv.store.legacy")
+_LOGINS = (*_STORE, "msgsrv.services.logins", "msgsrv.services.gate")
+PRELOAD_ALL = ("msgsrv.config.store", "msgsrv.control.client", "msgsrv.control.listeners", "msgsrv.tls",
+               "ssl", "tomlkit", "email.utils", "setproctitle")
+PRELOAD = {
+    "store": _STORE,
+    "imap": _LOGINS,
+    "pop": _LOGINS,
+    "http": (*_LOGINS, "aiohttp.web", "aiohttp.web_protocol", "aiohttp.http_parser", "aiohttp.http_exceptions"),
+    "dispatcher": (*_STORE, "aiosmtpd.smtp", "aiosmtpd.lmtp"),
+    "job_controller": _STORE,
+    "cert": ("cryptography.x509", "cryptography.hazmat.primitives.hashes"),
+    "sched": ("msgsrv.sched.imsched",),
+}
 USAGE = "usage: msgsrv-server COMPONENT   (one of: " + " ".join(MODULES) + ")"
 
 
@@ -38,11 +55,16 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         print(USAGE, file=sys.stderr)
         return 2
+    return run(args[0])
+
+
+def run(component: str) -> int:
+    """Serve COMPONENT (a key of MODULES) until it stops; its exit status."""
     os.umask(0o077)  # SPEC §3: files 0600, directories 0700
     from msgsrv.paths import ServerRoot
 
     root = ServerRoot.from_env().ensure()
-    module = importlib.import_module(f"msgsrv.services.{MODULES[args[0]]}")
+    module = importlib.import_module(f"msgsrv.services.{MODULES[component]}")
     return module.SERVICE(root).main()
 
 

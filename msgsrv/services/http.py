@@ -95,7 +95,10 @@ class HttpService(Service):
         # aiohttp's own parser, not llhttp: llhttp refuses any method it does not know with a bare 400,
         # where RFC 9110 §9.1 asks for 501 (a method is any token); both parsers share aiohttp's checks.
         os.environ["AIOHTTP_NO_EXTENSIONS"] = "1"
-        from aiohttp import web
+        from aiohttp import http_parser, web, web_protocol
+
+        # a server forked from the watcher (issue 14) finds aiohttp imported already, with llhttp
+        web_protocol.HttpRequestParser = http_parser.HttpRequestParserPy
 
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_route("*", "/{path:.*}", self.handle)

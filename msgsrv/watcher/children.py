@@ -4,9 +4,10 @@ The only module of the watcher that calls posix_spawn or sends signals. It decid
 supervisor is told of every exit through the callback given to `watch()`.
 
 - Spawn: `posix_spawn` in a new session (so the process group of a server is its own), output to
-  data/log/<component>.out. The child is recorded before anything else can fail: if its pidfd
-  cannot be opened (descriptors exhausted), it is killed and reaped at once and the spawn fails,
-  so no process is ever left unsupervised.
+  data/log/<component>.out; a built-in server is forked from the watcher's own image instead
+  (prefork.py, `local.watcher.prefork`), with the same session, output and cgroup. The child is
+  recorded before anything else can fail: if its pidfd cannot be opened (descriptors exhausted),
+  it is killed and reaped at once and the spawn fails, so no process is ever left unsupervised.
 - Exit: the pidfd turns readable (loop.add_reader); `waitid(P_PIDFD)` reaps our own children, and
   adopted ones (a previous watcher's) are watched through the same path without a status.
 - Stop: SIGTERM then SIGCONT to the whole group (a stopped process must see the SIGTERM, SPEC §4),
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import os
 import shlex
 import shutil
@@ -33,8 +35,10 @@ from pathlib import Path
 
 import psutil
 
+from msgsrv.control import listeners
 from msgsrv.control.runrecord import same_process
 from msgsrv.watcher import cgroup as cg
+from msgsrv.watcher import prefork
 
 LEFTOVER_GRACE = 0.5  # seconds leftovers of a group/cgroup get between SIGTERM and SIGKILL
 RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM, errno.ENOSPC})
@@ -68,6 +72,23 @@ def server_argv(component: str, command: str) -> list[str]:
     if command.strip():
         return shlex.split(command)
     return [sys.executable, "-m", "msgsrv.services", component]
+
+
+@functools.lru_cache(maxsize=64)
+def _which(name: str, path: str | None) -> str | None:
+    return shutil.which(name, path=path)
+
+
+def _program(name: str, path: str | None) -> str | None:
+    """NAME as an executable path: PATH is searched once per name (a restart does not walk it again);
+    a program that moved or went away is looked for afresh."""
+    if os.sep in name:
+        return name if os.access(name, os.X_OK) else None
+    found = _which(name, path)
+    if found and os.access(found, os.X_OK):
+        return found
+    _which.cache_clear()
+    return shutil.which(name, path=path)
 
 
 def describe(status: int | None) -> str:
@@ -126,19 +147,26 @@ class Processes:
         self.cgroups = cgroups
 
     # -- spawning ---------------------------------------------------------------------------
-    def spawn(self, component: str, argv: list[str], env: dict[str, str], log_path: Path, worker: int = 0) -> Child:
-        """Start ARGV in a new session. Raises OSError (the program cannot run, resources exhausted)."""
-        program = shutil.which(argv[0], path=env.get("PATH")) if os.sep not in argv[0] else argv[0]
-        if not program or not os.access(program, os.X_OK):
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
-        group = self.cgroups.prepare(component, worker) if self.cgroups else None
-        real = cg.join_argv(group, [program, *argv[1:]]) if group else [program, *argv[1:]]
-        actions = [
-            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-        ]
-        pid = os.posix_spawn(real[0], real, env, file_actions=actions, setsid=True, setsigdef=SIGDEF)
+    def spawn(self, component: str, argv: list[str], env: dict[str, str], log_path: Path, worker: int = 0,
+              fork: bool = False) -> Child:
+        """Start ARGV in a new session; FORK: the built-in server COMPONENT forked from this process
+        instead (ARGV unused). Raises OSError (the program cannot run, resources exhausted)."""
+        if fork:
+            group = self.cgroups.prepare(component, worker) if self.cgroups else None
+            keep = set(listeners.inherited(env).values())  # the shared listeners, nothing else
+            pid = prefork.fork_server(component, env, log_path, group, keep)
+        else:
+            program = _program(argv[0], env.get("PATH"))
+            if not program:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
+            group = self.cgroups.prepare(component, worker) if self.cgroups else None
+            real = cg.join_argv(group, [program, *argv[1:]]) if group else [program, *argv[1:]]
+            actions = [
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ]
+            pid = os.posix_spawn(real[0], real, env, file_actions=actions, setsid=True, setsigdef=SIGDEF)
         try:
             fd = os.pidfd_open(pid)
         except OSError:
@@ -254,9 +282,12 @@ class Processes:
 def _same(pid: int, ctime: float | None, base: Path) -> bool:
     if ctime is not None:
         return same_process(pid, ctime)
-    # no start time recorded (it could not be read at spawn): its environment must name our root
+    # no start time recorded (it could not be read at spawn): it must belong to our root: by its
+    # environment (an exec'd server), or by its working directory, the watcher's (a forked one,
+    # whose /proc environ is the watcher's)
     try:
-        return same_process(pid, None) and psutil.Process(pid).environ().get("MSGSRV_BASE") == str(base)
+        p = psutil.Process(pid)
+        return same_process(pid, None) and (p.environ().get("MSGSRV_BASE") == str(base) or p.cwd() == str(base))
     except psutil.Error:
         return False
 

@@ -27,7 +27,7 @@ from msgsrv.atomicfile import write_atomic
 from msgsrv.control import listeners
 from msgsrv.errors import OperationFailed
 from msgsrv.paths import ServerRoot
-from msgsrv.watcher import cgroup, statefile
+from msgsrv.watcher import cgroup, prefork, statefile
 from msgsrv.watcher.children import Processes
 from msgsrv.watcher.server import ControlServer
 from msgsrv.watcher.supervisor import Supervisor, console_writer
@@ -105,6 +105,10 @@ async def _run_locked(root: ServerRoot, ha: bool) -> int:
             raise OperationFailed(f"{sup.cfg.broken}; fix it (configutil -V) before starting the watcher")
         sup.seed_config(saved)  # SPEC §4: the last good configuration stays in force
     cfg = sup.cfg.current
+    if cfg.get_bool("local.watcher.prefork"):
+        # issue 14: the servers' code imported once, before any socket, thread or child exists;
+        # every built-in server is then forked from this image (prefork.py)
+        prefork.preload([c for c in sup.enabled() if not cfg.get_str(f"local.{c}.command", "").strip()])
     port = cfg.get_int("local.watcher.port", 49994)
     if cfg.get_bool("local.watcher.cgroups"):
         sup.procs = Processes(cgroup.Cgroups.detect(root.base))

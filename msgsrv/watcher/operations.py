@@ -182,6 +182,7 @@ async def start_component(sup: Supervisor, c: str, out: Out) -> tuple[bool, str 
     workers = max(1, cfg.get_int(param, 1)) if param else 1
     ready_by = time.monotonic() + cfg.get_float(f"local.{c}.starttimeout", 10.0)
     log_path = sup.root.component_log(f"{c}.out")
+    fork = not external and cfg.get_bool("local.watcher.prefork")  # issue 14: no interpreter start
     sup.want(c, True)
     sup.enter(c, State.STARTING)  # STOPPED/BACKOFF/EXITED/FATAL -> STARTING: start requested
     out.text(M.STARTING.format(c=c))
@@ -195,7 +196,7 @@ async def start_component(sup: Supervisor, c: str, out: Out) -> tuple[bool, str 
             shared = shared_listeners(sup, c, workers, external)
             for w in range(workers):
                 env = child_env(sup, c, w, shared)
-                child = sup.procs.spawn(c, argv, env, log_path, w)
+                child = sup.procs.spawn(c, argv, env, log_path, w, fork=fork)
                 spawned.append(child)  # recorded before anything else can fail
                 sup.spawned(child)
         except listeners.PortInUse as e:

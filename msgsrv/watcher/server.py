@@ -193,7 +193,7 @@ class ControlServer:
             send("OK pong")
             return
         if req.verb == "STATUS":
-            send("OK " + json.dumps(sup.status(), separators=(",", ":")))
+            send("OK " + json.dumps(sup.status(pss="pss" in req.args), separators=(",", ":")))
             return
         if req.verb == "AUTH":
             send("OK")

@@ -8,15 +8,32 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+import psutil
+
 from msgsrv.components import BY_NAME, START_ORDER, STORE_GROUP
 
 if TYPE_CHECKING:
     from msgsrv.watcher.supervisor import Supervisor
 
 
-def snapshot(sup: Supervisor) -> dict:
+def pss(pids: list[int]) -> int | None:
+    """The proportional set size of PIDS together, in bytes (issue 14: pages shared copy-on-write
+    with the watcher count once in all); None when none could be read."""
+    total, seen = 0, False
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_full_info().pss
+            seen = True
+        except (psutil.Error, OSError, AttributeError):
+            continue
+    return total if seen else None
+
+
+def snapshot(sup: Supervisor, with_pss: bool = False) -> dict:
     """One consistent view, read in the loop. `unrecorded`: state files waiting to be written (a full
-    disk); `anomalies`: state changes outside the table (0 unless the watcher has a bug)."""
+    disk); `anomalies`: state changes outside the table (0 unless the watcher has a bug). WITH_PSS:
+    each component's and the watcher's PSS, and `pss_total` (reads /proc/<pid>/smaps_rollup of every
+    process: `watcher status --json` asks for it, the metrics and the console do not)."""
     cfg = sup.cfg.refresh()
     now, mono = time.time(), time.monotonic()
     window = sup.window()
@@ -40,9 +57,15 @@ def snapshot(sup: Supervisor) -> dict:
             "reason": comp.reason,
             "last_exit": comp.last_exit,
         })
-    return {"components": rows, "watcher": {
+        if with_pss:
+            rows[-1]["pss"] = pss([k.pid for k in kids]) if kids else None
+    out = {"components": rows, "watcher": {
         "pid": os.getpid(), "ha": sup.ha, "port": sup.watcher_port,
         "autorestart": cfg.get_bool("local.autorestart"), "window": window, "limit": sup.budget.limit,
         "restarts_total": dict(sup.restarts_total), "config_error": sup.cfg.broken,
         "unrecorded": sorted(str(p) for p in sup.recorder.pending), "journal_lost": sup.journal.lost,
         "anomalies": sup.anomalies, "busy": sup.ops.pending()}}
+    if with_pss:
+        out["watcher"]["pss"] = pss([os.getpid()])
+        out["pss_total"] = sum(x for x in [out["watcher"]["pss"], *(r["pss"] for r in rows)] if x)
+    return out

@@ -450,8 +450,8 @@ class Supervisor:
     def adopt(self, restore: bool = False) -> list[str]:
         return adoption.adopt(self, restore)
 
-    def status(self) -> dict:
-        return status_view.snapshot(self)
+    def status(self, pss: bool = False) -> dict:
+        return status_view.snapshot(self, pss)
 
     # -- requests ----------------------------------------------------------------------------------------
     def request_start(self, names: list[str], out: ops.Out, by: str | None = None) -> asyncio.Future:

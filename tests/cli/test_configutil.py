@@ -185,7 +185,8 @@ def test_H_with_prefix_and_marks(cli):
         "local.watcher.httpaddr = 127.0.0.1 [NOT REFRESHABLE] [host]\n"
         "local.watcher.httpport = 49995 [NOT REFRESHABLE] [port_or_off]\n"
         "local.watcher.metricsport = 0 [NOT REFRESHABLE] [port_or_off]\n"
-        "local.watcher.port = 49994 [NOT REFRESHABLE] [port]\n"))
+        "local.watcher.port = 49994 [NOT REFRESHABLE] [port]\n"
+        "local.watcher.prefork = yes [REFRESHABLE] [boolean]\n"))
     ok(cli("configutil", "-H", "-m", "-p", "service.<svc>"),
        "service.<svc>.numprocesses = 1 [NOT REFRESHABLE] [integer 1-64]\n")
     ok(cli("configutil", "-H", "-p", "service.readtimeout"), "service.readtimeout = 10\n")

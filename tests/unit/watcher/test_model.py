@@ -57,7 +57,7 @@ class FakeProcesses:
         self.stubborn: set[int] = set()  # ignore SIGTERM
         self.crashes: list[int] = []
 
-    def spawn(self, component, argv, env, log_path, worker=0):
+    def spawn(self, component, argv, env, log_path, worker=0, fork=False):
         self.next_pid += 1
         pid = self.next_pid
         child = ch.Child(component, pid, -1, None, time.time(), worker=worker)

@@ -1,0 +1,258 @@
+"""Pre-forked built-in servers (issue 14): a (re)start forks the watcher instead of exec'ing Python.
+
+gunicorn's arbiter is the model. The watcher imports every built-in server's code once, before it
+serves anything (preload), and freezes the collector (gc.freeze), so the pages of that code stay
+shared copy-on-write with every server it forks. A (re)start of a built-in server is then a fork:
+no interpreter start, no imports; the child only binds, registers and serves. The watcher stays
+the parent of every server: pidfds, waitid reaping, process groups and cgroups, adoption and
+`stop-msg -f` work as for an exec'd one (children.py does the rest exactly as for posix_spawn).
+
+The child starts from the middle of the watcher's event loop, with the watcher's descriptors,
+signal handlers, threads' locks and environment. Before it runs any server code it leaves all of
+that behind, in this order (`_become_server`):
+
+1. its own session (setsid), like posix_spawn's setsid;
+2. the signal dispositions of a fresh interpreter, no wakeup fd, and then signals unblocked (they
+   are blocked across fork, so no watcher handler can run in the child in between);
+3. stdin from /dev/null, stdout and stderr to data/log/<component>.out, and every other descriptor
+   closed except the listening sockets named in MSGSRV_LISTEN_FDS: not the watcher's lock, control
+   and console sockets, journal, pidfds or epoll;
+4. its cgroup joined (cgroup.procs), before it runs server code;
+5. the process title `msgsrv-server <component>` (setproctitle, set before the environment is
+   replaced: it finds the argv area through it; comm becomes the daemon's name in Service.main);
+6. the environment the watcher built for it (operations.child_env), fresh sys.stdout/sys.stderr
+   (the watcher's may be locked by one of its threads), no logging handlers, no event loop, umask
+   0o077;
+
+then the server's own `main()` in a fresh event loop, and os._exit with its status: it never
+returns into the watcher's code, nor runs the watcher's atexit handlers or finally blocks.
+
+What a forked server cannot change: /proc/<pid>/environ shows what the kernel saw at the watcher's
+execve (the watcher's environment, without MSGSRV_COMPONENT), and /proc/<pid>/exe is the watcher's
+interpreter. Nothing of the suite identifies its processes by either (they use pid and start time;
+children._same falls back on the working directory, the server root, for a forked one).
+`local.watcher.prefork no` goes back to exec'ing `python -m msgsrv.services COMPONENT`.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import resource
+import signal
+import sys
+import traceback
+import warnings
+from pathlib import Path
+
+TITLE = "msgsrv-server {c}"
+EX_SOFTWARE = 70  # the child could not become a server (sysexits.h)
+
+_preloaded: list[str] = []
+
+
+def preload(components: list[str]) -> list[str]:
+    """Import the built-in servers of COMPONENTS and what they import while they run; freeze the
+    collector. The modules imported (a module that cannot be imported here is left for the child
+    to import, and to fail on in its own log).
+
+    Called before the watcher's event loop serves anything, for the enabled built-in components
+    (a suite of external commands preloads nothing). A component enabled later is forked all the
+    same, and imports its code in the child."""
+    from msgsrv.services.__main__ import MODULES, PRELOAD, PRELOAD_ALL
+
+    names: list[str] = []
+    for c in components:
+        if c in MODULES:
+            names += [*PRELOAD_ALL, f"msgsrv.services.{MODULES[c]}", *PRELOAD.get(c, ())]
+    for name in dict.fromkeys(names):
+        if name in _preloaded:
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the child will import it again and say what is wrong
+            continue
+        _preloaded.append(name)
+    # the collector of the watcher (and of every child, which freezes again) never walks these
+    gc.freeze()
+    return list(_preloaded)
+
+
+def fork_server(component: str, env: dict[str, str], log_path: Path, cgroup: Path | None,
+                keep: set[int]) -> int:
+    """Fork the built-in server COMPONENT; the child's pid. Never returns in the child.
+
+    Raises OSError (EAGAIN, ENOMEM) when no process can be made."""
+    # signals blocked across the fork: a SIGTERM that reached the child before it reset its handlers
+    # would run the watcher's handler, which writes to the watcher's own wakeup socket
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        with warnings.catch_warnings():
+            # Python 3.12+ warns when a process with threads forks (the console's executor may have
+            # some): the child touches none of their locks (fresh stdio, logging and event loop)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        raise
+    if pid == 0:
+        _child(component, env, log_path, cgroup, keep)  # never returns
+    signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    return pid
+
+
+def _child(component: str, env: dict[str, str], log_path: Path, cgroup: Path | None, keep: set[int]) -> None:
+    status = EX_SOFTWARE
+    try:
+        _become_server(component, env, log_path, cgroup, keep)
+        from msgsrv.services.__main__ import run
+
+        status = run(component)
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:  # noqa: BLE001 - the child must reach os._exit whatever happens
+        try:
+            traceback.print_exc()
+        except BaseException:  # noqa: BLE001
+            pass
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001
+                pass
+        os._exit(status & 0xFF if isinstance(status, int) else 1)
+
+
+def _become_server(component: str, env: dict[str, str], log_path: Path, cgroup: Path | None,
+                   keep: set[int]) -> None:
+    gc.freeze()  # the watcher's objects: never walked by this process's collector (copy-on-write)
+    os.setsid()
+    _fresh_signals()
+    _descriptors(log_path, keep)
+    if cgroup is not None:
+        try:
+            with open(cgroup / "cgroup.procs", "w") as f:
+                f.write("0")  # moves this process (cgroup.join_argv does the same for an exec)
+        except OSError:
+            pass  # as for an exec: process groups still hold it
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    _set_title(TITLE.format(c=component))  # before environ changes: setproctitle finds argv through it
+    os.environ.clear()
+    os.environ.update(env)
+    os.umask(0o077)  # SPEC §3: files 0600, directories 0700
+    _fresh_stdio()
+    _fresh_logging()
+    _fresh_asyncio()
+    sys.argv = ["msgsrv-server", component]
+
+
+def _fresh_signals() -> None:
+    """The dispositions a new interpreter has: SIGINT raises KeyboardInterrupt, SIGPIPE is ignored,
+    every other signal the watcher handled is back to its default; no wakeup fd."""
+    signal.set_wakeup_fd(-1)
+    for sig in signal.valid_signals():
+        try:
+            handler = signal.getsignal(sig)
+        except (OSError, ValueError):
+            continue
+        if sig == signal.SIGINT:
+            want = signal.default_int_handler
+        elif sig == signal.SIGPIPE:
+            want = signal.SIG_IGN
+        elif callable(handler) or sig in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM,
+                                           signal.SIGUSR1, signal.SIGUSR2):
+            want = signal.SIG_DFL
+        else:
+            continue
+        if handler is not want:
+            try:
+                signal.signal(sig, want)
+            except (OSError, ValueError):
+                pass
+
+
+def _descriptors(log_path: Path, keep: set[int]) -> None:
+    """0 from /dev/null, 1 and 2 to LOG_PATH; everything else closed but KEEP."""
+    null = os.open("/dev/null", os.O_RDONLY)
+    out = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    kept = sorted(fd for fd in keep if fd > 2)
+    if null > 2 and null not in kept:
+        os.close(null)
+    if out > 2 and out not in kept:
+        os.close(out)
+    top = max(resource.getrlimit(resource.RLIMIT_NOFILE)[0], (kept[-1] + 1) if kept else 0, 1024)
+    low = 3
+    for fd in kept:
+        os.closerange(low, fd)  # close_range(2) where the kernel has it
+        os.set_inheritable(fd, False)
+        low = fd + 1
+    os.closerange(low, top)
+
+
+def _fresh_stdio() -> None:
+    """New stream objects on 1 and 2: the watcher's may be held (their lock) by one of its threads,
+    which do not exist here. The old objects are kept alive so that nothing flushes or closes them."""
+    _kept_alive.extend((sys.stdout, sys.stderr, sys.stdin))
+    sys.stdin = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", buffering=1,  # noqa: SIM115
+                      closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1,  # noqa: SIM115
+                      closefd=False)
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
+
+
+_kept_alive: list = []
+
+
+def _fresh_logging() -> None:
+    """No handler of the watcher's (their streams and sockets are closed here)."""
+    logging = sys.modules.get("logging")
+    if logging is None:
+        return
+    for logger in [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values()
+                                           if isinstance(v, logging.Logger))]:
+        for h in list(logger.handlers):
+            logger.removeHandler(h)
+            _kept_alive.append(h)
+
+
+def _fresh_asyncio() -> None:
+    """No event loop: the server's asyncio.run() makes its own (the watcher's is on the stack here)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return
+    asyncio.events._set_running_loop(None)
+    _kept_alive.append(asyncio.get_event_loop_policy())
+    asyncio.set_event_loop_policy(None)
+
+
+def _set_title(title: str) -> None:
+    """`ps` and psutil's cmdline show TITLE instead of the watcher's command line. SPT_NOENV keeps
+    setproctitle inside the watcher's argv area, so /proc/<pid>/environ stays readable."""
+    os.environ["SPT_NOENV"] = "1"
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle(title)
+        _end_args()
+    except Exception:  # noqa: BLE001 - a title is cosmetic; Service.main still sets comm
+        pass
+    finally:
+        os.environ.pop("SPT_NOENV", None)
+
+
+def _end_args() -> None:
+    """setproctitle pads the argv area with NULs, so /proc/<pid>/cmdline would end in empty arguments.
+    A non-NUL last byte is the kernel's sign of a rewritten title: it then shows the title alone,
+    up to its NUL (fs/proc/base.c get_mm_proctitle), and psutil reads ['msgsrv-server', 'imap']."""
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    arg_end = int(fields[46])  # field 49 of proc(5), counted from the state (field 3)
+    with open("/proc/self/mem", "r+b", buffering=0) as mem:
+        mem.seek(arg_end - 1)
+        mem.write(b" ")
