@@ -132,6 +132,9 @@ _ROWS: tuple[tuple, ...] = (
      "Seconds a server may take to exit after SIGTERM before it is killed", *SHORT),
     ("local.<component>.starttimeout", "duration", "10", R, "Seconds a server may take to start accepting",
      *TIMEOUT),
+    ("local.<component>.ready", "readiness", "port", R,
+     "When a local.<component>.command counts as RUNNING: port (its port accepts) or started (spawned, "
+     "no exit within 20 ms; for a command that listens on no port)"),
     ("local.<component>.hungstoptimeout", "duration", "0.5", R,
      "Seconds a server reported hung by msprobe gets after SIGTERM before it is killed", *SHORT),
     # -- alarms (reference §4.3)
@@ -239,6 +242,7 @@ TYPE_NAMES = {
     "port_or_off": "a port number (1-65535), or 0 for off",
     "duration": "a number of seconds",
     "direction": "-1 (alarm below the threshold) or 1 (above)",
+    "readiness": "port or started",
     "host": "an IP address or a host name",
     "schedule": "a schedule (5 crontab fields and a command, or seconds and a command)",
     "probe_schedule": "a schedule (5 crontab fields and a command, or seconds and an optional command)",

@@ -94,6 +94,17 @@ def to_direction(text: str) -> int:
     return int(t)
 
 
+READINESS = ("port", "started")
+
+
+def to_readiness(text: str) -> str:
+    """When a started external command counts as RUNNING: `port` (its port accepts) or `started`."""
+    t = text.strip().lower()
+    if t not in READINESS:
+        raise ValueError("expected port or started")
+    return t
+
+
 def to_host(text: str) -> str:
     """An IPv4 or IPv6 address or a DNS host name."""
     import ipaddress
@@ -133,6 +144,7 @@ CONVERTERS = {
     "port_or_off": to_port_or_off,
     "duration": to_duration,
     "direction": to_direction,
+    "readiness": to_readiness,
     "host": to_host,
     "schedule": to_schedule,
     "probe_schedule": to_probe_schedule,

@@ -37,6 +37,7 @@ DOT_EVERY = 0.05  # one progress dot per 50 ms of waiting
 MIN_DOTS = 3
 KILL_WAIT = 5.0  # seconds to wait for an exit after SIGKILL
 RESOURCE_RETRY_DELAY = 0.25  # seconds before retrying a start that failed for want of resources
+STARTED_GRACE = 0.02  # local.<component>.ready = started: seconds a spawned command must live to be RUNNING
 
 
 class StartFailed(OperationFailed):
@@ -210,7 +211,10 @@ async def start_component(sup: Supervisor, c: str, out: Out) -> tuple[bool, str 
                 s.close()  # the workers hold it now; the watcher must not keep the port open
         if reason is None:
             try:
-                await sup.wait_ready(c, spawned, external, ready_by)
+                if external and cfg.get_str(f"local.{c}.ready", "port") == "started":
+                    await _survived(sup, spawned, STARTED_GRACE)
+                else:
+                    await sup.wait_ready(c, spawned, external, ready_by)
             except StartFailed as e:
                 reason = str(e)  # a worker exited: the supervisor decided about it already
             except TimeoutError:
@@ -285,6 +289,17 @@ async def _end(sup: Supervisor, kids: list[ch.Child], grace: float, kill: bool =
     dead_by = time.monotonic() + grace
     for k in kids:
         await _wait_exit(sup, k, dead_by)
+
+
+async def _survived(sup: Supervisor, spawned: list[ch.Child], grace: float) -> None:
+    """`ready = started`: every process of the start lives GRACE seconds after its spawn. An exit
+    meanwhile raises StartFailed (the supervisor has decided about it, as for any exit during start-up)."""
+    exits = [sup.exit_future(k) for k in spawned]
+    if any(f is None or f.done() for f in exits):
+        raise StartFailed("exited during start-up")
+    done, _ = await asyncio.wait(exits, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+    for f in done:
+        raise StartFailed(f"exited with status {f.result()}")
 
 
 async def _check_store(sup: Supervisor, out: Out) -> None:

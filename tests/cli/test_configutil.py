@@ -755,6 +755,7 @@ def extreme_settings(which: str, ports: list[int]) -> dict[str, str]:
         else:
             value = {"boolean": "ON" if which == "lo" else "true", "port": 1 if which == "lo" else 65535,
                      "port_or_off": 0, "direction": -1 if which == "lo" else 1,
+                     "readiness": "Started" if which == "lo" else "port",
                      "host": "127.0.0.1" if which == "lo" else "::1", "string": ODD_TEXT,
                      "schedule": "0.1 /bin/true" if which == "lo" else "0 0 29 2 * /bin/true",
                      "probe_schedule": "600"}[p.type]

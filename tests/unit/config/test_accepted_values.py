@@ -25,7 +25,7 @@ from msgsrv.config.store import ConfigStore
 
 INSTANCE = {"<svc>": "imap", "<component>": "store", "<task>": "backup"}
 PY_TYPES = {"integer": int, "port": int, "port_or_off": int, "direction": int, "duration": (int, float),
-            "boolean": bool, "string": str, "host": str}
+            "boolean": bool, "string": str, "host": str, "readiness": str}
 
 
 def instance(p: catalogue.Parameter) -> str:
@@ -54,6 +54,7 @@ def values_for(name: str) -> st.SearchStrategy[str]:
         "host": st.one_of(st.sampled_from(["127.0.0.1", "::1", "mail.example.org", "bad host", "-x", "a..b"]),
                           st.from_regex(r"[a-z0-9.-]{1,20}", fullmatch=True)),
         "schedule": st.sampled_from(["30 lib/x", "0 3 * * * lib/x", "600", "0.05 lib/x", "61 * * * * x", ""]),
+        "readiness": st.sampled_from(["port", "started", " Started ", "PORT", "ready", "port started", "0"]),
         "probe_schedule": st.sampled_from(["600", "1", "30 lib/msprobe -q", "*/10 * * * * lib/msprobe", "0"]),
     }.get(p.type)
     if typed is None and p.type in ("integer", "port", "port_or_off", "duration", "direction"):

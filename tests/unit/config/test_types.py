@@ -145,7 +145,7 @@ def test_schedule_errors(text, message):
 def test_convert_dispatches_by_type_name():
     assert types.convert("port", "25") == 25
     assert set(types.CONVERTERS) == {"string", "integer", "boolean", "port", "port_or_off", "duration", "direction",
-                                     "host", "schedule", "probe_schedule"}
+                                     "readiness", "host", "schedule", "probe_schedule"}
 
 
 def test_probe_schedule_may_leave_the_command_out():
