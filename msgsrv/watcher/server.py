@@ -84,6 +84,15 @@ class ControlServer:
         self.refusals(f"control connection from {peer} refused: {reason}")
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One control connection. A connection still open when the watcher exits is cancelled with
+        its loop: that is the end of it, not an error (Python 3.11's stream callback would otherwise
+        print a CancelledError traceback into the watcher's console log)."""
+        try:
+            await self._handle(reader, writer)
+        except asyncio.CancelledError:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         if self.connections >= MAX_CONNECTIONS:
             self._refuse(peer, "too many connections")

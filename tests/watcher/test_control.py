@@ -6,6 +6,8 @@ import json
 import socket
 import time
 
+import psutil
+
 from msgsrv.control.client import WatcherClient
 from tests.watcher.conftest import wait_for
 
@@ -86,3 +88,23 @@ def test_watcher_status_when_no_watcher_runs(cli, base):
     r = cli("watcher", "status")
     assert r.returncode == 1
     assert r.stderr.startswith("watcher: unable to") and r.stderr.count("\n") == 1
+
+
+def test_a_control_connection_open_at_shutdown_leaves_no_traceback(suite, cli, root):
+    suite.configure(components=("imap",))
+    assert cli("start-msg").returncode == 0
+    token = root.run_dir.joinpath("watcher.token").read_text().strip()
+    idle = socket.create_connection(("127.0.0.1", suite.watcher_port))  # connected, nothing said
+    authed = socket.create_connection(("127.0.0.1", suite.watcher_port))
+    authed.sendall(f"AUTH {token}\n".encode())
+    assert authed.recv(100).startswith(b"OK")
+    try:
+        w = suite.watcher_pid()
+        assert cli("stop-msg").returncode == 0
+        wait_for(lambda: b"" == idle.recv(100))  # the watcher closed it on its way out
+        wait_for(lambda: not psutil.pid_exists(w) or psutil.Process(w).status() == psutil.STATUS_ZOMBIE)
+    finally:
+        idle.close()
+        authed.close()
+    console = (root.log_dir / "console").read_text()
+    assert "Traceback" not in console and "CancelledError" not in console, console
