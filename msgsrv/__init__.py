@@ -1,3 +1,3 @@
 """msgsrv: watcher/msprobe supervision of a family of mail services."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
