@@ -353,10 +353,18 @@ async def op_restart(sup: Supervisor, r: Restart, out: Out | None = None) -> Non
         for m in members:
             if not sup.comps[m].wanted:
                 continue  # stopped by request meanwhile: it stays stopped
+            cfg = sup.cfg.refresh()
+            if sup.cfg.broken and not cfg.get_str(f"local.{m}.command", "").strip():
+                # the file broke while this restart was under way: it waits for the file like one
+                # that had not begun (resumed from the top), never finished with members left down
+                sup.defer(r)
+                return
             r.started.add(m)  # from here on, a death of m is a new failure (issue 10)
             await start_component(sup, m, out)
-    finally:
+    except BaseException:
         sup.restart_finished(r)
+        raise
+    sup.restart_finished(r)
 
 
 async def op_shutdown(sup: Supervisor, code: int, out: Out | None = None) -> None:

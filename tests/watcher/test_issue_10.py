@@ -312,6 +312,31 @@ def test_issue_10_a_broken_config_holds_a_built_in_restart_until_it_parses(suite
     assert M.CONFIG_FIXED.format(path=root.config_file) in suite.log_lines()
 
 
+def test_issue_10_a_config_broken_during_a_restart_holds_the_rest_of_it_until_it_parses(suite, cli, root):
+    # found by the model (tests/unit/watcher/test_model.py): the file broke after a restart had stopped
+    # its members; the built-in members' starts were refused and the restart ended, leaving them
+    # BACKOFF with nothing queued, for ever. The rest of the restart now waits for the file.
+    suite.configure(components=("store", "imap", "http"), args={"store": "--delay 1.5"},
+                    **{"local.imap.command": ""})
+    assert cli("start-msg").returncode == 0
+    good = root.config_file.read_text()
+    old = suite.pids("imap")
+    suite.kill(old[0])
+    wait_for(lambda: suite.status()["store"]["state"] == "STARTING")  # store's slow start: imap is next
+    root.config_file.write_text(good + "\nthis is [not toml\n")
+    waiting = M.WAITING_FOR_CONFIG.format(units="store imap http", path=root.config_file)
+    wait_for(lambda: waiting in suite.log_lines(), timeout=15)
+    st = suite.status()
+    assert st["imap"]["state"] == "BACKOFF" and st["imap"]["reason"] == waiting
+    root.config_file.write_text(good)
+    new_pids(suite, "imap", old, timeout=20)
+    all_running(suite, ("store", "imap", "http"))
+    assert answers(suite.ports["imap"])
+    # one failure, one restart: the refused start spent nothing of the budget
+    kinds = [(r["kind"], r["component"]) for r in journal(root) if r["kind"] in ("exit", "restart-queued")]
+    assert kinds == [("exit", "imap"), ("restart-queued", "imap")], kinds
+
+
 @pytest.mark.parametrize("escape", [False, True], ids=["process-group", "setsid-escaper"])
 def test_issue_10_no_orphans_from_a_server_that_dies_first(suite, cli, escape):
     if escape and cgroup.Cgroups.detect(suite.base) is None:
