@@ -202,8 +202,8 @@ class MetricsServer:
                 await _reply(writer, 200, b"msgsrv watcher: metrics at /metrics\n", head_only=method == "HEAD")
             else:
                 await _reply(writer, 404, b"not found\n")
-        except ConnectionError:
-            pass
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # cancelled: the watcher is exiting (no traceback from Python 3.11's stream callback)
         finally:
             writer.close()
             with contextlib.suppress(Exception):

@@ -9,7 +9,7 @@ import time
 import psutil
 
 from msgsrv.control.client import WatcherClient
-from tests.watcher.conftest import wait_for
+from tests.watcher.conftest import free_ports, wait_for
 
 
 def _exchange(port: int, payload: bytes, timeout: float = 15.0) -> bytes:
@@ -91,8 +91,10 @@ def test_watcher_status_when_no_watcher_runs(cli, base):
 
 
 def test_a_control_connection_open_at_shutdown_leaves_no_traceback(suite, cli, root):
-    suite.configure(components=("imap",))
+    metrics = free_ports(1)[0]
+    suite.configure(components=("imap",), **{"local.watcher.metricsport": str(metrics)})
     assert cli("start-msg").returncode == 0
+    scraper = socket.create_connection(("127.0.0.1", metrics))  # a scrape that never sends its request
     token = root.run_dir.joinpath("watcher.token").read_text().strip()
     idle = socket.create_connection(("127.0.0.1", suite.watcher_port))  # connected, nothing said
     authed = socket.create_connection(("127.0.0.1", suite.watcher_port))
@@ -106,5 +108,6 @@ def test_a_control_connection_open_at_shutdown_leaves_no_traceback(suite, cli, r
     finally:
         idle.close()
         authed.close()
+        scraper.close()
     console = (root.log_dir / "console").read_text()
     assert "Traceback" not in console and "CancelledError" not in console, console
