@@ -112,11 +112,16 @@ def test_configutil_page_content():
     assert "MSGSRV_BASE" in s["ENVIRONMENT"]
 
 
-def test_configutil_page_renders_with_man_l():
+def man_l(page: Path) -> subprocess.CompletedProcess:
+    """`man -l PAGE` rendered 80 columns wide (skips where man(1) is not installed)."""
     if shutil.which("man") is None:
         pytest.skip("man(1) is not installed here")
     env = dict(os.environ, MANWIDTH="80", MANPAGER="cat", PAGER="cat", LC_ALL="C.UTF-8")
-    r = subprocess.run(["man", "-l", str(PAGE)], capture_output=True, text=True, env=env)
+    return subprocess.run(["man", "-l", str(page)], capture_output=True, text=True, env=env)
+
+
+def test_configutil_page_renders_with_man_l():
+    r = man_l(PAGE)
     assert (r.returncode, r.stderr) == (0, "")
     assert r.stdout.startswith("CONFIGUTIL(8)")
     assert "configutil - list and change msgsrv configuration parameters" in r.stdout

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ import pytest
 
 from msgsrv.config import catalogue
 from msgsrv.console.app import make_app
+from tests.test_docs import man_l
 
 PAGE = Path(__file__).resolve().parents[2] / "man" / "msgsrv-console.8"
 
@@ -60,10 +60,7 @@ def test_page_renders_with_man_and_has_no_groff_warnings():
         pytest.skip("groff(1) is not installed here")
     r = subprocess.run(["groff", "-man", "-ww", "-z", str(PAGE)], capture_output=True, text=True)
     assert (r.returncode, r.stderr) == (0, "")
-    if shutil.which("man") is None:
-        pytest.skip("man(1) is not installed here")
-    env = dict(os.environ, MANWIDTH="80", MANPAGER="cat", PAGER="cat", LC_ALL="C.UTF-8")
-    out = subprocess.run(["man", "-l", str(PAGE)], capture_output=True, text=True, env=env)
+    out = man_l(PAGE)
     assert (out.returncode, out.stderr) == (0, "")
     assert out.stdout.startswith("MSGSRV-CONSOLE(8)")
     assert "Received request to restart:  store imap pop http (console, 127.0.0.1)" in out.stdout
