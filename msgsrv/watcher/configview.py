@@ -87,3 +87,7 @@ class ConfigView:
 
     def get_str(self, name: str, default: str = "") -> str:
         return self.current.get_str(name, default)
+
+    def built_in(self, c: str) -> bool:
+        """C runs its built-in server (no `local.<c>.command`), which reads config/msg.toml itself."""
+        return not self.current.get_str(f"local.{c}.command", "").strip()

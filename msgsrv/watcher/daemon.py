@@ -108,7 +108,7 @@ async def _run_locked(root: ServerRoot, ha: bool) -> int:
     if cfg.get_bool("local.watcher.prefork"):
         # issue 14: the servers' code imported once, before any socket, thread or child exists;
         # every built-in server is then forked from this image (prefork.py)
-        prefork.preload([c for c in sup.enabled() if not cfg.get_str(f"local.{c}.command", "").strip()])
+        prefork.preload([c for c in sup.enabled() if sup.cfg.built_in(c)])
     port = cfg.get_int("local.watcher.port", 49994)
     if cfg.get_bool("local.watcher.cgroups"):
         sup.procs = Processes(cgroup.Cgroups.detect(root.base))

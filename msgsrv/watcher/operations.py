@@ -164,7 +164,7 @@ async def start_component(sup: Supervisor, c: str, out: Out) -> tuple[bool, str 
     comp = sup.comps[c]
     cfg = sup.cfg.current
     command = cfg.get_str(f"local.{c}.command", "")
-    external = bool(command.strip())
+    external = not sup.cfg.built_in(c)
     if comp.procs and comp.state is not State.FATAL:
         out.line(M.ALREADY_RUNNING.format(c=c))
         sup.want(c, True)
@@ -333,11 +333,11 @@ async def op_stop(sup: Supervisor, names: list[str], out: Out, force: bool = Fal
 async def op_restart(sup: Supervisor, r: Restart, out: Out | None = None) -> None:
     """The seed's restart of one unit: stop the members in reverse order, start them in order."""
     out = out or Out(sup.log)
-    cfg = sup.cfg.refresh()
+    sup.cfg.refresh()
     if not any(sup.comps[m].wanted for m in r.members):
         sup.restart_finished(r)  # everything it would restart was stopped by request meanwhile
         return
-    if sup.cfg.broken and any(not cfg.get_str(f"local.{m}.command", "").strip() for m in r.members):
+    if sup.cfg.broken and any(sup.cfg.built_in(m) for m in r.members):
         sup.defer(r)  # resumed when the file parses again (Supervisor.defer)
         return
     if r.delay:
@@ -353,8 +353,8 @@ async def op_restart(sup: Supervisor, r: Restart, out: Out | None = None) -> Non
         for m in members:
             if not sup.comps[m].wanted:
                 continue  # stopped by request meanwhile: it stays stopped
-            cfg = sup.cfg.refresh()
-            if sup.cfg.broken and not cfg.get_str(f"local.{m}.command", "").strip():
+            sup.cfg.refresh()
+            if sup.cfg.broken and sup.cfg.built_in(m):
                 # the file broke while this restart was under way: it waits for the file like one
                 # that had not begun (resumed from the top), never finished with members left down
                 sup.defer(r)

@@ -154,8 +154,7 @@ class Supervisor:
     # -- process facts ---------------------------------------------------------------------------------
     def spawned(self, child: ch.Child) -> None:
         """A process of ours exists: record it before anything else can fail (issue 10)."""
-        built_in = not self.cfg.current.get_str(f"local.{child.component}.command", "").strip()
-        self._track(child, ready=self.supervised and built_in)  # built-in servers register when ready
+        self._track(child, ready=self.supervised and self.cfg.built_in(child.component))  # built-in servers register when ready
         self.write_pids(child.component)
 
     def adopted(self, child: ch.Child) -> None:
