@@ -16,6 +16,7 @@ import subprocess
 from email.message import EmailMessage
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import REPO
@@ -62,9 +63,9 @@ def server(tmp_path_factory):
     m.stop_all()
 
 
-def run(binary: Path, m, *args: str, timeout: float) -> subprocess.CompletedProcess:
+def run(binary: Path, m, *args: str, timeout: float, nice: int = 0) -> subprocess.CompletedProcess:
     env = dict(os.environ, LD_LIBRARY_PATH="/usr/lib/dovecot")
-    return subprocess.run([str(binary), "host=127.0.0.1", f"port={m.port('service.imap.port')}", f"user={USER}",
+    return subprocess.run(["nice", "-n", str(nice), str(binary), "host=127.0.0.1", f"port={m.port('service.imap.port')}", f"user={USER}",
                            f"pass={PASSWORD}", *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -121,8 +122,14 @@ def test_stress_5_clients_30_seconds_has_no_errors(imaptest, server, tmp_path):
                                filename=f"a{i}.bin")
         box.add(msg)
     box.flush()
+    # The stress run lasts STRESS_SECONDS whatever the machine does, and takes every cycle it is
+    # given: niced (imaptest and imapd), it takes the cycles the suite's other tests, in the other
+    # workers, leave. Zero errors is what it asserts, not a rate.
+    for proc in server.procs:
+        for thread in psutil.Process(proc.pid).threads():
+            os.setpriority(os.PRIO_PROCESS, thread.id, 19)
     proc = run(imaptest, server, f"mbox={tmp_path / 'stress.mbox'}", f"clients={STRESS_CLIENTS}",
-               f"secs={STRESS_SECONDS}", timeout=STRESS_SECONDS + 90)
+               f"secs={STRESS_SECONDS}", timeout=STRESS_SECONDS + 90, nice=19)
     errors = [line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "Error:" in line]
     assert errors == []
     totals = proc.stdout.split("Totals:")[-1].strip().splitlines()
