@@ -12,6 +12,7 @@ connection but sends nothing (stopped, wedged) is reported as `watcher N is not 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sys
@@ -205,31 +206,72 @@ class UtilitySession:
 
 # -- registration: what every built-in server does once it accepts connections -------------
 class Registration:
-    """A server's registration with the watcher (SPEC §3 "Process model").
+    """A server's registration with the watcher (SPEC §3 "Process model"), on the server's own
+    event loop.
 
-    Connect only when the watcher started us (MSGSRV_SUPERVISED=1). Closing the connection
-    without bye() tells the watcher we failed.
-    """
+    Connect only when the watcher started us (MSGSRV_SUPERVISED=1). `start()` sends AUTH and
+    REGISTER in one write and returns at once: the server serves while the watcher reads them
+    (issue 14: a restarted server greets its first client without waiting for two round trips
+    through the watcher). The REGISTER is still the readiness signal, sent only after every
+    listener accepts. Closing the connection without `bye()` tells the watcher we failed.
+    A watcher that cannot be reached or refuses leaves the server unregistered: the watcher
+    still sees it through its pid."""
 
-    def __init__(self, client: WatcherClient | None):
-        self.client = client
+    def __init__(self) -> None:
+        self.task: asyncio.Task | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.reader: asyncio.StreamReader | None = None
+        self.answer = ""  # the watcher's answer to REGISTER ("" until it came or when it never will)
 
     @classmethod
-    def open(cls, component: str, root: ServerRoot | None = None) -> Registration:
-        if os.environ.get("MSGSRV_SUPERVISED") != "1":
-            return cls(None)
+    def start(cls, component: str, root: ServerRoot | None = None) -> Registration:
+        """Begin registering COMPONENT; call from inside the server's event loop."""
+        reg = cls()
+        if os.environ.get("MSGSRV_SUPERVISED") == "1":
+            reg.task = asyncio.get_running_loop().create_task(reg._register(component, root))
+        return reg
+
+    async def _register(self, component: str, root: ServerRoot | None) -> None:
         root = root or ServerRoot.from_env()
         port = os.environ.get("MSGSRV_WATCHER_PORT")
         try:
-            client = WatcherClient.connect(root, int(port) if port else None)
-            client.request("REGISTER", component, str(os.getpid()))
-        except OperationFailed:
-            return cls(None)  # the watcher still sees us through our pid
-        client.sock.settimeout(None)
-        return cls(client)
+            token = read_token(root)
+            reader, writer = await asyncio.open_connection("127.0.0.1", int(port) if port else watcher_port(root))
+        except (OSError, OperationFailed, ValueError):
+            return
+        self.reader, self.writer = reader, writer
+        writer.write(format_request("AUTH", token, who_am_i()) + format_request("REGISTER", component, str(os.getpid())))
+        try:
+            for _ in range(2):  # OK to AUTH, then OK to REGISTER
+                line = (await asyncio.wait_for(reader.readline(), DEFAULT_CALL_TIMEOUT)).decode("utf-8", "replace")
+                if not line.startswith("OK"):
+                    raise ConnectionError(line.strip() or "closed")
+            self.answer = "OK"
+        except (OSError, TimeoutError, ConnectionError):
+            self._close()
 
-    def bye(self) -> None:
-        self.client = _say_bye(self.client)
+    def _close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def bye(self) -> None:
+        """End the registration in order: BYE, then close (2 s at most)."""
+        if self.task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), 2.0)
+            except (TimeoutError, asyncio.CancelledError):
+                self.task.cancel()
+                self._close()
+                return
+        if self.writer is None or self.reader is None:
+            return
+        try:
+            self.writer.write(format_request("BYE"))
+            await asyncio.wait_for(self.reader.readline(), 2.0)
+        except (OSError, TimeoutError):
+            pass
+        self._close()
 
 
 def _say_bye(client: WatcherClient | None) -> None:

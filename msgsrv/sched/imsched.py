@@ -328,7 +328,7 @@ async def serve(root: ServerRoot, port: int | None = None) -> int:
     registration = None
     try:
         server = await start_health(root, sched, port)  # bind first: a registered server answers probes
-        registration = await asyncio.to_thread(Registration.open, "sched", root)
+        registration = Registration.start("sched", root)
         sched.log("Info", f"imsched process {os.getpid()} started; health port 127.0.0.1:{port}")
         try:
             await sched.run()
@@ -339,5 +339,5 @@ async def serve(root: ServerRoot, port: int | None = None) -> int:
         for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(s)
         if registration is not None:
-            await asyncio.to_thread(registration.bye)
+            await registration.bye()
     return 0

@@ -6,7 +6,7 @@ A Service is one server process. Its life, in order:
    socket that the watcher bound and they inherited (control/listeners.py); anything else is
    bound here without SO_REUSEPORT, so a port held by another process is a start failure that
    names it (`port 10143 is in use by pid N`);
-2. register with the watcher (`Registration.open`; a no-op unless MSGSRV_SUPERVISED=1): that
+2. register with the watcher (`Registration.start`; a no-op unless MSGSRV_SUPERVISED=1): that
    REGISTER is the watcher's readiness signal, so it comes only after the listeners accept;
 3. serve until SIGTERM/SIGINT: stop accepting, let the reply in flight finish, close idle
    connections, say BYE to the watcher, exit 0 (all within 2 s).
@@ -218,12 +218,12 @@ class Service:
 
         close_unclaimed()  # an inherited socket nobody serves must not hold its port
         await self.prepare()
-        registration = Registration.open(self.component, self.root)
+        registration = Registration.start(self.component, self.root)  # serves while the watcher reads it
         ports = " ".join(str(p) for p in self.ports)
         self.log(f"{self.daemon} process {self.pid} started (worker {self.worker}), listening on port {ports}")
         await self.stopping.wait()
         await self.drain()
-        registration.bye()
+        await registration.bye()
         self.log(f"{self.daemon} process {self.pid} stopped")
 
     def main(self) -> int:

@@ -106,7 +106,7 @@ class Live:
             for c in ("ens", "sched", "cert", "imta"):
                 settings[f"local.{c}.enable"] = "no"
             for c, param in FAKE_PORT.items():
-                settings[f"local.{c}.command"] = f"{sys.executable} {FAKE} {self.ports[param]}"
+                settings[f"local.{c}.command"] = f"{sys.executable} -S {FAKE} {self.ports[param]}"
         settings.update(extra)
         f = self.base.parent / "settings.txt"
         self.base.mkdir(parents=True, exist_ok=True)

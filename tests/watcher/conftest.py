@@ -69,7 +69,7 @@ class Suite:
         for c, p in zip(components, ports[1:]):
             self.ports[c] = p
             settings[PORT_PARAM[c]] = str(p)
-            settings[f"local.{c}.command"] = f"{sys.executable} {FAKE} {p} {(args or {}).get(c, '')}".strip()
+            settings[f"local.{c}.command"] = f"{sys.executable} -S {FAKE} {p} {(args or {}).get(c, '')}".strip()
             if c in SWITCH:
                 settings[SWITCH[c]] = "yes"
         settings.update(extra)

@@ -12,6 +12,9 @@ argv: PORT [options]
     --drop-registration S   register with the watcher like a built-in server, then close the
                         registration without BYE after S seconds and stay alive
 
+It runs as `python -S` (no site-packages): a stand-in's start costs no coverage start-up, and it
+imports only the standard library and, for --drop-registration, msgsrv's control client.
+
 It binds with SO_REUSEPORT so that several copies (numprocesses > 1) can share a port, as an
 external program managing its own sockets might.
 """
@@ -52,14 +55,15 @@ else:
     signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
 if "--drop-registration" in args:
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-    from msgsrv.control.client import Registration
+    from msgsrv.control.client import WatcherClient
+    from msgsrv.paths import ServerRoot
 
-    reg = Registration.open(os.environ["MSGSRV_COMPONENT"])
+    reg = [WatcherClient.connect(ServerRoot.from_env(), int(os.environ["MSGSRV_WATCHER_PORT"]))]
+    reg[0].request("REGISTER", os.environ["MSGSRV_COMPONENT"], str(os.getpid()))
 
     def drop(*_):
-        if reg.client is not None:
-            reg.client.close()  # no BYE: the watcher must treat this as a failure
-            reg.client = None
+        if reg:
+            reg.pop().close()  # no BYE: the watcher must treat this as a failure
 
     signal.signal(signal.SIGALRM, drop)
     signal.setitimer(signal.ITIMER_REAL, float(opt("--drop-registration")))
