@@ -170,16 +170,51 @@ def _make_self_signed(host: str) -> tuple[bytes, bytes]:
     return key_pem, cert.public_bytes(serialization.Encoding.PEM)
 
 
+# Server contexts made in this process, by (certificate, key) path, with the files' identity when
+# made. The watcher makes them before it forks a built-in server (`warm`), so that a forked server
+# finds its context made (issue 14: loading a key costs a restart 3-5 ms); a certificate or key
+# replaced since (renewed by certd, or a new local.cert.file) does not match and is loaded again.
+_contexts: dict[tuple[Path, Path], tuple[tuple, ssl.SSLContext]] = {}
+
+
+def _identity(*paths: Path) -> tuple:
+    out = []
+    for p in paths:
+        st = os.stat(p)
+        out.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(out)
+
+
 def server_context(root: ServerRoot, config) -> ssl.SSLContext:
     """A TLS server context (TLS 1.2+) with the suite's certificate; raises TlsError."""
     crt, key = cert_paths(root, config)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ident = _identity(crt, key)
+    except OSError as e:
+        raise TlsError(f"unable to load certificate {crt}: {e.strerror or e}") from None
+    made = _contexts.get((crt, key))
+    if made is not None and made[0] == ident:
+        return made[1]
+    # No client certificates are asked for, so no CA store is loaded (create_default_context's
+    # CLIENT_AUTH purpose would load the system's); PROTOCOL_TLS_SERVER has the same options.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         ctx.load_cert_chain(str(crt), str(key))
     except (OSError, ssl.SSLError) as e:
         raise TlsError(f"unable to load certificate {crt}: {getattr(e, 'strerror', None) or e}") from None
+    _contexts[(crt, key)] = (ident, ctx)
     return ctx
+
+
+def warm(root: ServerRoot, config) -> None:
+    """Make the server context ahead, if the certificate in force exists (never makes one: that
+    is certd's, or the first server's); errors are the server's to report."""
+    cert, key = configured(config)
+    crt, k = (Path(cert), Path(key)) if cert and key else default_paths(root)
+    if crt.exists() and k.exists():
+        with contextlib.suppress(TlsError, OSError):
+            server_context(root, config)
 
 
 def client_context(root: ServerRoot, config=None) -> ssl.SSLContext:

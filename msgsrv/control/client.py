@@ -234,6 +234,10 @@ class Registration:
     async def _register(self, component: str, root: ServerRoot | None) -> None:
         root = root or ServerRoot.from_env()
         port = os.environ.get("MSGSRV_WATCHER_PORT")
+        from msgsrv.watcher import prefork
+
+        if prefork.joining_cgroup():  # a forked server is RUNNING only once its cgroup holds it
+            await asyncio.get_running_loop().run_in_executor(None, prefork.cgroup_joined)
         try:
             token = read_token(root)
             reader, writer = await asyncio.open_connection("127.0.0.1", int(port) if port else watcher_port(root))

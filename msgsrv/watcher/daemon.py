@@ -120,8 +120,8 @@ async def _run_locked(root: ServerRoot, ha: bool) -> int:
     server = await control.listen(port, sock=sock)
     me = statefile.own_pid_record()
     record = {**me, "port": port, "ha": ha, "boot_id": statefile.boot_id()}
-    sup.recorder.write(root.run_dir / statefile.RUN_RECORD, json.dumps(record))
-    sup.recorder.write(root.pid_file("watcher"), json.dumps([me]))
+    sup.recorder.write(root.run_dir / statefile.RUN_RECORD, json.dumps(record), durable=False)
+    sup.recorder.write(root.pid_file("watcher"), json.dumps([me]), durable=False)
     sup.log("")
     sup.log(M.WATCHER_STARTED.format(pid=os.getpid(), when=time.ctime()))
     sup.journal.add("watcher-start", pid=os.getpid(), detail=f"port {port}{' HA' if ha else ''}")

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from msgsrv import messages as M
+from msgsrv import tls
 from msgsrv.components import BY_NAME, PORT_SWITCHES, START_ORDER, STOP_ORDER
 from msgsrv.control import listeners
 from msgsrv.errors import OperationFailed
@@ -195,6 +196,8 @@ async def start_component(sup: Supervisor, c: str, out: Out) -> tuple[bool, str 
     with Dots(out):
         try:
             shared = shared_listeners(sup, c, workers, external)
+            if fork:
+                tls.warm(sup.root, cfg)  # the forked server finds its TLS context made
             for w in range(workers):
                 env = child_env(sup, c, w, shared)
                 child = sup.procs.spawn(c, argv, env, log_path, w, fork=fork)

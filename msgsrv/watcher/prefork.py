@@ -17,7 +17,8 @@ that behind, in this order (`_become_server`):
 3. stdin from /dev/null, stdout and stderr to data/log/<component>.out, and every other descriptor
    closed except the listening sockets named in MSGSRV_LISTEN_FDS: not the watcher's lock, control
    and console sockets, journal, pidfds or epoll;
-4. its cgroup joined (cgroup.procs), before it runs server code;
+4. its cgroup joined (cgroup.procs) from a thread, while the server binds; it registers with the
+   watcher (readiness) only once joined;
 5. the process title `msgsrv-server <component>` (setproctitle, set before the environment is
    replaced: it finds the argv area through it; comm becomes the daemon's name in Service.main);
 6. the environment the watcher built for it (operations.child_env), fresh sys.stdout/sys.stderr
@@ -42,6 +43,7 @@ import os
 import resource
 import signal
 import sys
+import threading
 import traceback
 import warnings
 from pathlib import Path
@@ -131,13 +133,9 @@ def _become_server(component: str, env: dict[str, str], log_path: Path, cgroup: 
     os.setsid()
     _fresh_signals()
     _descriptors(log_path, keep)
-    if cgroup is not None:
-        try:
-            with open(cgroup / "cgroup.procs", "w") as f:
-                f.write("0")  # moves this process (cgroup.join_argv does the same for an exec)
-        except OSError:
-            pass  # as for an exec: process groups still hold it
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    if cgroup is not None:
+        _join_cgroup_soon(cgroup)
     _set_title(TITLE.format(c=component))  # before environ changes: setproctitle finds argv through it
     os.environ.clear()
     os.environ.update(env)
@@ -146,6 +144,37 @@ def _become_server(component: str, env: dict[str, str], log_path: Path, cgroup: 
     _fresh_logging()
     _fresh_asyncio()
     sys.argv = ["msgsrv-server", component]
+
+
+_cgroup_join: threading.Thread | None = None
+
+
+def _join_cgroup_soon(cgroup: Path) -> None:
+    """Join CGROUP from a thread. Writing cgroup.procs waits for the kernel's cgroup lock (about
+    10 ms here, a third of a restart): the server binds and serves meanwhile, and registers with
+    the watcher (readiness) only once it has joined (`cgroup_joined`). A built-in server starts no
+    process of its own, so nothing can leave the cgroup's reach in between."""
+    global _cgroup_join
+
+    def join() -> None:
+        try:
+            with open(cgroup / "cgroup.procs", "w") as f:
+                f.write("0")  # moves this process (cgroup.join_argv does the same for an exec)
+        except OSError:
+            pass  # as for an exec: process groups still hold it
+
+    _cgroup_join = threading.Thread(target=join, name="cgroup-join", daemon=True)
+    _cgroup_join.start()
+
+
+def cgroup_joined(timeout: float = 5.0) -> None:
+    """Wait until this forked server is in its cgroup (at once when it was never to join one)."""
+    if _cgroup_join is not None:
+        _cgroup_join.join(timeout)
+
+
+def joining_cgroup() -> bool:
+    return _cgroup_join is not None and _cgroup_join.is_alive()
 
 
 def _fresh_signals() -> None:

@@ -57,11 +57,18 @@ class Recorder:
         self.report = report
         self.pending: dict[Path, bytes | None] = {}  # path -> data (None: remove)
         self._reported: set[Path] = set()
+        self._transient: set[Path] = set()
 
-    def write(self, path: Path, data: bytes | str | None) -> bool:
+    def write(self, path: Path, data: bytes | str | None, durable: bool = True) -> bool:
+        """DURABLE false: a record of this boot only (pid files, the run record; read_state
+        drops what another boot wrote): atomic, without the fsyncs a crash of the machine needs."""
         if isinstance(data, str):
             data = data.encode("utf-8")
         self.pending[path] = data
+        if durable:
+            self._transient.discard(path)
+        else:
+            self._transient.add(path)
         return self._try(path)
 
     def _try(self, path: Path) -> bool:
@@ -71,7 +78,7 @@ class Recorder:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
             else:
-                write_atomic(path, data)
+                write_atomic(path, data, durable=path not in self._transient)
         except OSError as e:
             if path not in self._reported:
                 self._reported.add(path)
@@ -119,7 +126,7 @@ def pid_records(path: Path) -> list[dict]:
 
 
 def write_pid_records(recorder: Recorder, path: Path, records: list[dict]) -> None:
-    recorder.write(path, json.dumps(records) if records else None)
+    recorder.write(path, json.dumps(records) if records else None, durable=False)
 
 
 def own_pid_record() -> dict:

@@ -70,6 +70,7 @@ class Supervisor:
         self._exited: dict[int, asyncio.Future] = {}
         self._leftovers: dict[str, set[asyncio.Task]] = {c: set() for c in START_ORDER}
         self._save_handle: asyncio.Handle | None = None
+        self._lasting: tuple | None = None  # what supervision.json last synced to disk (save_now)
         self._retry_handle: asyncio.TimerHandle | None = None
         self._config_handle: asyncio.TimerHandle | None = None
         self.finished = asyncio.Event()
@@ -505,9 +506,17 @@ class Supervisor:
                      "reason": k.reason, "last_exit": k.last_exit} for c, k in self.comps.items()}
         pending = [{"unit": r.unit, "members": sorted(r.members), "cause": r.cause, "hung": sorted(r.hung)}
                    for q in self.pending.values() for r in q]
+        config = self.cfg.overrides() if self.cfg.good else None
         data = statefile.state_snapshot(time.monotonic(), self.budget.grants(), self.restarts_total, comps,
-                                        pending, self.cfg.overrides() if self.cfg.good else None)
-        self.recorder.write(self.root.run_dir / statefile.STATE, data)
+                                        pending, config)
+        # What a reboot keeps (the last good configuration, what the admin wants up, what was given
+        # up) is synced to disk when it changes. The rest (the budget, queued restarts, exits and
+        # counts) belongs to this boot (read_state drops it after a reboot): the atomic rename is
+        # enough for a watcher that dies, and a crash's restart skips two fsyncs before its fork.
+        lasting = (config, [(c, v["wanted"], v["state"]) for c, v in comps.items()])
+        durable = lasting != self._lasting
+        if self.recorder.write(self.root.run_dir / statefile.STATE, data, durable=durable) and durable:
+            self._lasting = lasting
         self._retry_records()
 
 

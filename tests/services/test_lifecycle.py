@@ -119,3 +119,36 @@ def test_start_and_stop_are_logged_with_the_daemon_name(mailroot):
     log = mailroot.root.default_log.read_text()
     assert f"certd[{proc.pid}] Notice: certd process {proc.pid} started" in log
     assert f"certd[{proc.pid}] Notice: certd process {proc.pid} stopped" in log
+
+
+def test_a_server_greets_while_the_watcher_has_not_answered_its_registration(mailroot):
+    """Issue 14: registering (AUTH and REGISTER in one write) does not hold up serving. A watcher
+    that accepts the registration connection and never answers (stopped, wedged) delays neither
+    the first greeting nor the exit on SIGTERM (its BYE waits 2 s at most)."""
+    mute = socket.create_server(("127.0.0.1", 0))  # listens, never reads, never answers
+    mailroot.root.token_file.parent.mkdir(parents=True, exist_ok=True)
+    mailroot.root.token_file.write_text("t" * 64 + "\n")
+    env = {**server_env(mailroot.base), "MSGSRV_SUPERVISED": "1", "MSGSRV_WATCHER_PORT": str(mute.getsockname()[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "msgsrv.services", "imap"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_accepting(mailroot.port("service.imap.port"), proc)
+        watcher_side, _ = mute.accept()  # the registration connection came
+        watcher_side.settimeout(5)
+        sent = b""
+        while sent.count(b"\n") < 2:
+            sent += watcher_side.recv(4096)
+        assert sent.startswith(b"AUTH ") and f"REGISTER imap {proc.pid}\n".encode() in sent
+        with socket.create_connection(("127.0.0.1", mailroot.port("service.imap.port")), timeout=5) as c:
+            assert c.recv(100).startswith(b"* OK")  # served, unregistered
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert time.monotonic() - start < 4.0
+        watcher_side.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+        mute.close()

@@ -64,3 +64,38 @@ def test_handshake_with_the_client_context(tmp_path):
     lsock.close()
     assert got["data"] == b"hello"
     assert got["version"] in ("TLSv1.2", "TLSv1.3")
+
+
+# -- issue 14: a server context made ahead (by the watcher, before it forks) is reused ----------------
+def test_server_context_is_reused_until_the_certificate_is_replaced(tmp_path):
+    root = ServerRoot(tmp_path)
+    crt, key = tls.cert_paths(root, Cfg())
+    first = tls.server_context(root, Cfg())
+    assert tls.server_context(root, Cfg()) is first  # the files are the same: made once
+    # a renewed pair (certd makes it again when it nears its end): the next context is new
+    fresh_key, fresh_crt = tls._make_self_signed("renewed.example.org")
+    crt.write_bytes(fresh_crt)
+    key.write_bytes(fresh_key)
+    second = tls.server_context(root, Cfg())
+    assert second is not first
+    assert tls.server_context(root, Cfg()) is second
+
+
+def test_warm_never_makes_a_certificate_and_a_forked_child_gets_the_context_made(tmp_path):
+    import os
+
+    root = ServerRoot(tmp_path)
+    tls.warm(root, Cfg())
+    assert not tls.default_paths(root)[0].exists()  # certd's (or the first server's) to make
+    tls.cert_paths(root, Cfg())
+    tls.warm(root, Cfg())
+    made = tls.server_context(root, Cfg())
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # what a pre-forked server does: the same object, no key loaded again
+        os.write(w, b"1" if tls.server_context(root, Cfg()) is made else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(r, 1) == b"1"
+    os.close(r)
+    os.close(w)
