@@ -514,11 +514,11 @@ def test_writer_killed_at_random_moments_never_breaks_the_store(cli, base, store
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     writes = kills = 0
-    # 100 writes and 40 kills at least (each round is two Python starts); a loaded machine gets
-    # fewer rounds, not a timeout. MSGSRV_SOAK=1 makes it 1,000 writes.
+    # 100 writes (each round is two Python starts); a loaded machine gets fewer rounds in its 20 s,
+    # not a timeout. MSGSRV_SOAK=1 makes it 1,000 writes.
     want = 1000 if os.environ.get("MSGSRV_SOAK") else 100
-    deadline = time.monotonic() + (300 if os.environ.get("MSGSRV_SOAK") else 40)
-    while (writes < want or kills < 40) and kills < 3 * want and time.monotonic() < deadline:
+    deadline = time.monotonic() + (300 if os.environ.get("MSGSRV_SOAK") else 20)
+    while writes < want and kills < 3 * want and time.monotonic() < deadline:
         w = subprocess.Popen([sys.executable, "-c", WRITER], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
         assert w.stdout.readline() == "ready\n"
@@ -536,7 +536,7 @@ def test_writer_killed_at_random_moments_never_breaks_the_store(cli, base, store
         assert not hit or cached == expected, (seed, kills, cached, expected)
         ok(cli("configutil", "-o", "local.defdomain"), "" if expected is None else expected + "\n")
         assert cached_get(store, "local.defdomain") == (True, expected), seed
-    assert writes >= want or kills >= 40, (seed, writes, kills)
+    assert writes >= want or kills >= 30, (seed, writes, kills)
     ok(cli("configutil", "-o", "local.defdomain", "-v", "final.example.org"))
     ok(cli("configutil", "-o", "local.defdomain"), "final.example.org\n")
     assert [p.name for p in store.parent.iterdir() if p.name.startswith(".msg.toml.") and
@@ -614,7 +614,8 @@ def test_any_value_round_trips_exactly_through_list_and_import(tmp_path_factory)
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=2000 if os.environ.get("MSGSRV_SOAK") else 150, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(name=st.sampled_from(STRING_PARAMETERS),
            value=st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=40))
     def round_trip(name, value):

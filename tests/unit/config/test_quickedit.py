@@ -37,7 +37,8 @@ def simple_store(draw):
     return "".join(line + "\n" for line in lines)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=2000 if os.environ.get("MSGSRV_SOAK") else 150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=simple_store(), name=st.sampled_from(NAMES),
        value=st.one_of(TEXT, st.integers(1, 65535).map(str), st.sampled_from(["a.org", "/var/q", "5", ""])))
 def test_line_edit_equals_tomlkit(tmp_path_factory, text, name, value):
