@@ -8,7 +8,8 @@ round never spends the restart budget):
 - crash -> greet, imap alone: only imap is enabled, so the store group's restart is imap alone; kill
   -9 imapd, then the time until a new imapd greets `* OK` (what a fork saves, nothing else); once
   more with `local.watcher.cgroups no` (where the watcher may make cgroups, joining one is a kernel
-  cost of its own: cgroup.procs waits for the cgroup rwsem);
+  cost of its own: cgroup.procs waits for the cgroup rwsem; a forked server joins from a thread
+  while it binds, so that cost is off the greeting's path but still before its registration);
 - crash -> greet, store group: store, imap, pop, http enabled (the seed's restart: stop http, pop,
   store; start store, check it, imap, pop, http); kill -9 imapd, then the time until a new imapd
   greets and until http answers GET /health;
