@@ -15,6 +15,7 @@ their own message.
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -76,7 +77,9 @@ def accepted(name: str, text: str) -> bool:
 def test_every_accepted_value_reads_back_typed_and_in_range(name, tmp_path_factory):
     p = catalogue.lookup(name)
 
-    @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    # 25 values a parameter (78 parameters) by default; MSGSRV_SOAK=1: 500
+    @settings(max_examples=500 if os.environ.get("MSGSRV_SOAK") else 25, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(text=values_for(name))
     def prop(text):
         if not accepted(name, text):
