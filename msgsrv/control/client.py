@@ -246,10 +246,15 @@ class Registration:
         self.reader, self.writer = reader, writer
         writer.write(format_request("AUTH", token, who_am_i()) + format_request("REGISTER", component, str(os.getpid())))
         try:
-            for _ in range(2):  # OK to AUTH, then OK to REGISTER
+            answers = 0
+            while answers < 2:  # OK to AUTH, then OK to REGISTER (progress and keepalive lines skipped)
                 line = (await asyncio.wait_for(reader.readline(), DEFAULT_CALL_TIMEOUT)).decode("utf-8", "replace")
-                if not line.startswith("OK"):
+                kind = line.split(" ", 1)[0].strip()
+                if kind in ("K", "T", "L") and line.endswith("\n"):
+                    continue
+                if kind != "OK":
                     raise ConnectionError(line.strip() or "closed")
+                answers += 1
             self.answer = "OK"
         except (OSError, TimeoutError, ConnectionError):
             self._close()
