@@ -221,7 +221,6 @@ class Registration:
         self.task: asyncio.Task | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.reader: asyncio.StreamReader | None = None
-        self.answer = ""  # the watcher's answer to REGISTER ("" until it came or when it never will)
 
     @classmethod
     def start(cls, component: str, root: ServerRoot | None = None) -> Registration:
@@ -255,8 +254,7 @@ class Registration:
                 if kind != "OK":
                     raise ConnectionError(line.strip() or "closed")
                 answers += 1
-            self.answer = "OK"
-        except (OSError, TimeoutError, ConnectionError):
+        except (OSError, TimeoutError, ValueError):  # ConnectionError is an OSError; ValueError: a line too long
             self._close()
 
     def _close(self) -> None:
