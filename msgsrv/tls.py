@@ -56,15 +56,16 @@ def configured(config) -> tuple[str, str]:
     return config.get_str("local.cert.file", ""), config.get_str("local.cert.key", "")
 
 
-def cert_paths(root: ServerRoot, config) -> tuple[Path, Path]:
-    """(certificate, key) in force: the configured pair, else the self-signed one (made if missing)."""
+def cert_paths(root: ServerRoot, config, make: bool = True) -> tuple[Path, Path]:
+    """(certificate, key) in force: the configured pair, else the self-signed one (made if missing
+    and MAKE)."""
     cert, key = configured(config)
     if cert or key:
         if not (cert and key):
             raise TlsError("local.cert.file and local.cert.key must both be set, or both be empty")
         return Path(cert), Path(key)
     crt, k = default_paths(root)
-    if not (crt.exists() and k.exists()):
+    if make and not (crt.exists() and k.exists()):
         _make_in_child(root)
     return crt, k
 
@@ -210,10 +211,9 @@ def server_context(root: ServerRoot, config) -> ssl.SSLContext:
 def warm(root: ServerRoot, config) -> None:
     """Make the server context ahead, if the certificate in force exists (never makes one: that
     is certd's, or the first server's); errors are the server's to report."""
-    cert, key = configured(config)
-    crt, k = (Path(cert), Path(key)) if cert and key else default_paths(root)
-    if crt.exists() and k.exists():
-        with contextlib.suppress(TlsError, OSError):
+    with contextlib.suppress(TlsError, OSError):
+        crt, key = cert_paths(root, config, make=False)
+        if crt.exists() and key.exists():
             server_context(root, config)
 
 
