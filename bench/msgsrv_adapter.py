@@ -18,9 +18,9 @@ hang    the TCP service is imapd's stand-in on service.imap.port (no IMAPS liste
 storm   the storm script is certd's stand-in with `local.cert.ready = started` (it listens on
         nothing): the budget's 3 starts (start + 2 restarts), then FATAL.
 overhead  N `sleep` children: the workers of imap, pop and http (`service.<svc>.numprocesses`,
-        at most 64 each; a worker runs `sh -c 'shift $MSGSRV_WORKER; exec "$1" 1000000'` over the
+        at most 256 each; a worker runs `sh -c 'shift $MSGSRV_WORKER; exec "$1" 1000000'` over the
         harness's per-child symlinks, so each worker carries its own token), then one child for each
-        other component: at most 3 x 64 + 7 = 199. All `ready = started`.
+        other component: at most 3 x 256 + 7 = 775. All `ready = started`.
 
 Restart window: fast 1 s (the harness's kills, 1.5 s or more apart, are never throttled by the
 budget; with msprobe every second the cross-field rule allows no less), default 600 s.
@@ -55,7 +55,7 @@ COMPONENTS = {
     "mmp": ("local.mmp.enable", ("local.mmp.imapport", "local.mmp.popport")),
 }
 WORKERS = ("imap", "pop", "http")  # components with worker processes
-MAX_WORKERS = 64  # the catalogue's range of service.<svc>.numprocesses (kept: a safety limit)
+MAX_WORKERS = 256  # the catalogue's range of service.<svc>.numprocesses
 # one child each; dispatcher and job_controller share one switch (local.imta.enable): both or neither
 SINGLES = ("ens", "store", "cert", "sched", "dispatcher", "job_controller", "mmp")
 MAX_CHILDREN = len(WORKERS) * MAX_WORKERS + len(SINGLES)

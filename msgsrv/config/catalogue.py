@@ -95,7 +95,7 @@ _ROWS: tuple[tuple, ...] = (
     ("service.http.port", "port", "10080", N, "HTTP port"),
     ("service.listenaddr", "host", "", N,
      "Address the IMAP, POP, HTTP, SMTP/LMTP and MMP listeners bind (empty: 127.0.0.1 only)"),
-    ("service.<svc>.numprocesses", "integer", "1", N, "Worker processes of a server (imap, pop, http)", 1, 64),
+    ("service.<svc>.numprocesses", "integer", "1", N, "Worker processes of a server (imap, pop, http)", 1, 256),
     ("service.smtp.port", "port", "10025", N, "SMTP port of the dispatcher"),
     ("service.lmtp.port", "port", "10024", N, "LMTP port of the dispatcher"),
     ("local.imta.enable", "boolean", "yes", N, "Run the MTA: dispatcher (SMTP, LMTP) and job_controller"),

@@ -162,7 +162,7 @@ def test_list_json(cli, listed):
     r = cli("configutil", "--json", "-H", "-p", "service.<svc>.numprocesses")
     assert json.loads(r.stdout) == [
         {"name": "service.<svc>.numprocesses", "value": "1", "default": True, "type": "integer",
-         "refreshable": False, "min": 1, "max": 64}]
+         "refreshable": False, "min": 1, "max": 256}]
 
 
 def test_H_alone_lists_the_whole_catalogue(cli, listed):
@@ -188,7 +188,7 @@ def test_H_with_prefix_and_marks(cli):
         "local.watcher.port = 49994 [NOT REFRESHABLE] [port]\n"
         "local.watcher.prefork = yes [REFRESHABLE] [boolean]\n"))
     ok(cli("configutil", "-H", "-m", "-p", "service.<svc>"),
-       "service.<svc>.numprocesses = 1 [NOT REFRESHABLE] [integer 1-64]\n")
+       "service.<svc>.numprocesses = 1 [NOT REFRESHABLE] [integer 1-256]\n")
     ok(cli("configutil", "-H", "-p", "service.readtimeout"), "service.readtimeout = 10\n")
     ok(cli("configutil", "-H", "-m", "-p", "service.readtimeout"),
        "service.readtimeout = 10 [REFRESHABLE] [duration 0.1-3600]\n")
@@ -258,9 +258,9 @@ BAD_INPUT = [
      "invalid value '-1' for local.watcher.metricsport: port -1 is out of range (1-65535, or 0 for off)"),
     (["-o", "service.pop.numprocesses", "-v", "99999999999999999999999999"],
      "invalid value '99999999999999999999999999' for service.pop.numprocesses: "
-     "99999999999999999999999999 is out of range (1-64)"),
+     "99999999999999999999999999 is out of range (1-256)"),
     (["-o", "service.imap.numprocesses", "-v", "0"],
-     "invalid value '0' for service.imap.numprocesses: 0 is out of range (1-64)"),
+     "invalid value '0' for service.imap.numprocesses: 0 is out of range (1-256)"),
     (["-o", "service.readtimeout", "-v", "0"], "invalid value '0' for service.readtimeout: 0 is out of range (0.1-3600)"),
     (["-o", "local.probe.imap.timeout", "-v", "1e3"],
      "invalid value '1e3' for local.probe.imap.timeout: expected a number of seconds"),
@@ -345,7 +345,7 @@ def test_V_reports_each_bad_parameter(cli, store):
         "configutil: invalid value '70000' for local.watcher.metricsport: "
         "port 70000 is out of range (1-65535, or 0 for off)\n"
         "configutil: invalid value '70000' for service.imap.port: port 70000 is out of range (1-65535)\n"
-        "configutil: invalid value '99999' for service.pop.numprocesses: 99999 is out of range (1-64)\n"
+        "configutil: invalid value '99999' for service.pop.numprocesses: 99999 is out of range (1-256)\n"
         "configutil: local.autorestart.timeout (60 s) must be at least the longest gap between two msprobe runs "
         f'(600 s from local.schedule.msprobe = "{DEFAULT_SCHEDULE}")\n')
 

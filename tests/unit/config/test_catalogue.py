@@ -170,8 +170,8 @@ def test_every_integer_and_duration_has_a_bounded_range():
 
 
 @pytest.mark.parametrize(("name", "text", "message"), [
-    ("service.pop.numprocesses", "99999999999999999999999999", "99999999999999999999999999 is out of range (1-64)"),
-    ("service.imap.numprocesses", "0", "0 is out of range (1-64)"),
+    ("service.pop.numprocesses", "99999999999999999999999999", "99999999999999999999999999 is out of range (1-256)"),
+    ("service.imap.numprocesses", "0", "0 is out of range (1-256)"),
     ("service.readtimeout", "0", "0 is out of range (0.1-3600)"),
     ("local.probe.imap.timeout", "86400", "86400 is out of range (0.1-3600)"),
     ("local.autorestart.timeout", "0", "0 is out of range (1-31622400)"),
@@ -186,11 +186,11 @@ def test_out_of_range_values_are_refused_with_the_range(name, text, message):
 
 def test_range_bounds_are_inclusive():
     p = lookup("service.imap.numprocesses")
-    assert (catalogue.parse(p, "1"), catalogue.parse(p, "64")) == (1, 64)
+    assert (catalogue.parse(p, "1"), catalogue.parse(p, "256")) == (1, 256)
 
 
 def test_describe_names_the_type_and_range():
-    assert catalogue.describe(lookup("service.imap.numprocesses")) == "integer 1-64"
+    assert catalogue.describe(lookup("service.imap.numprocesses")) == "integer 1-256"
     assert catalogue.describe(lookup("service.readtimeout")) == "duration 0.1-3600"
     assert catalogue.describe(lookup("local.watcher.metricsport")) == "port_or_off"
     assert catalogue.describe(lookup("local.autorestart")) == "boolean"
