@@ -85,3 +85,19 @@ def test_ready_bad_values_are_refused_with_one_line(suite, cli, root):
     for good in ("started", "port"):
         assert cli("configutil", "-o", "local.imap.ready", "-v", good).returncode == 0
         assert cli("configutil", "-o", "local.imap.ready").stdout.strip() == good
+
+
+def test_two_hundred_workers_of_one_command_all_run_and_all_stop(suite, cli):
+    """service.<svc>.numprocesses above the old limit of 64 (the shared harness's overhead test runs
+    N = 200): every worker is its own RUNNING process, and stop-msg leaves none of them."""
+    suite.configure(components=("imap",), **{"local.imap.command": SLEEP, "local.imap.ready": "started",
+                                             "service.imap.numprocesses": "200"})
+    r = cli("start-msg", timeout=60)
+    assert r.returncode == 0, r.stderr
+    row = running(suite, "imap")
+    pids = row["pids"]
+    assert len(set(pids)) == 200
+    assert all(psutil.Process(p).cmdline() == SLEEP.split() for p in pids)
+    r = cli("stop-msg", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert not [p for p in pids if psutil.pid_exists(p)]
