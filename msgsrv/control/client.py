@@ -236,7 +236,7 @@ class Registration:
         from msgsrv.watcher import prefork
 
         if prefork.joining_cgroup():  # a forked server is RUNNING only once its cgroup holds it
-            await asyncio.get_running_loop().run_in_executor(None, prefork.cgroup_joined)
+            await prefork.cgroup_joined_soon()
         try:
             token = read_token(root)
             reader, writer = await asyncio.open_connection("127.0.0.1", int(port) if port else watcher_port(root))

@@ -37,13 +37,14 @@ children._same falls back on the working directory, the server root, for a forke
 
 from __future__ import annotations
 
+import _thread
 import gc
 import importlib
 import os
 import resource
+import select
 import signal
 import sys
-import threading
 import traceback
 import warnings
 from pathlib import Path
@@ -137,8 +138,7 @@ def _become_server(component: str, env: dict[str, str], log_path: Path, cgroup: 
     if cgroup is not None:
         _join_cgroup_soon(cgroup)
     _set_title(TITLE.format(c=component))  # before environ changes: setproctitle finds argv through it
-    os.environ.clear()
-    os.environ.update(env)
+    _take_environment(env)
     os.umask(0o077)  # SPEC §3: files 0600, directories 0700
     _fresh_stdio()
     _fresh_logging()
@@ -146,15 +146,31 @@ def _become_server(component: str, env: dict[str, str], log_path: Path, cgroup: 
     sys.argv = ["msgsrv-server", component]
 
 
-_cgroup_join: threading.Thread | None = None
+def _take_environment(env: dict[str, str]) -> None:
+    """os.environ becomes ENV. ENV is the watcher's environment and a few MSGSRV_ variables, so only
+    what differs is set or removed: clearing and setting every variable again would write (refcounts,
+    the C environment's strings) to hundreds of pages shared with the watcher, ~0.4 MB per server."""
+    for name in [name for name in os.environ if name not in env]:
+        del os.environ[name]
+    for name, value in env.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+
+
+_join_done: int | None = None  # read end of a pipe whose write end the joining thread closes
 
 
 def _join_cgroup_soon(cgroup: Path) -> None:
     """Join CGROUP from a thread. Writing cgroup.procs waits for the kernel's cgroup lock (about
     10 ms here, a third of a restart): the server binds and serves meanwhile, and registers with
     the watcher (readiness) only once it has joined (`cgroup_joined`). A built-in server starts no
-    process of its own, so nothing can leave the cgroup's reach in between."""
-    global _cgroup_join
+    process of its own, so nothing can leave the cgroup's reach in between.
+
+    A bare _thread, and the end of a pipe for "joined": threading.Thread's machinery, and an
+    executor thread for the registration to wait in, cost each server ~0.3 MB of pages it shared
+    with the watcher."""
+    global _join_done
+    done, end = os.pipe()
 
     def join() -> None:
         try:
@@ -162,19 +178,44 @@ def _join_cgroup_soon(cgroup: Path) -> None:
                 f.write("0")  # moves this process (cgroup.join_argv does the same for an exec)
         except OSError:
             pass  # as for an exec: process groups still hold it
+        finally:
+            os.close(end)
 
-    _cgroup_join = threading.Thread(target=join, name="cgroup-join", daemon=True)
-    _cgroup_join.start()
+    _join_done = done
+    _thread.start_new_thread(join, ())
 
 
 def cgroup_joined(timeout: float = 5.0) -> None:
     """Wait until this forked server is in its cgroup (at once when it was never to join one)."""
-    if _cgroup_join is not None:
-        _cgroup_join.join(timeout)
+    if _join_done is not None:
+        select.select([_join_done], [], [], timeout)
+
+
+async def cgroup_joined_soon(timeout: float = 5.0) -> None:
+    """cgroup_joined() in the event loop: it waits for the pipe's end of file."""
+    import asyncio
+
+    if _join_done is None:
+        return
+    loop = asyncio.get_running_loop()
+    joined = loop.create_future()
+
+    def readable() -> None:
+        loop.remove_reader(_join_done)
+        if not joined.done():
+            joined.set_result(None)
+
+    loop.add_reader(_join_done, readable)
+    try:
+        await asyncio.wait_for(joined, timeout)
+    except TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(_join_done)
 
 
 def joining_cgroup() -> bool:
-    return _cgroup_join is not None and _cgroup_join.is_alive()
+    return _join_done is not None and not select.select([_join_done], [], [], 0)[0]
 
 
 def _fresh_signals() -> None:
