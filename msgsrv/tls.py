@@ -17,6 +17,7 @@ import fcntl
 import os
 import socket
 import ssl
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,12 @@ def cert_paths(root: ServerRoot, config, make: bool = True) -> tuple[Path, Path]
         return Path(cert), Path(key)
     crt, k = default_paths(root)
     if make and not (crt.exists() and k.exists()):
-        _make_in_child(root)
+        if "cryptography.x509" in sys.modules:
+            # already in this process (a server forked from the watcher, which preloaded it for
+            # certd): no memory to save, and a child would cost an interpreter start (~100 ms)
+            ensure_self_signed(root)
+        else:
+            _make_in_child(root)
     return crt, k
 
 
@@ -74,7 +80,6 @@ def _make_in_child(root: ServerRoot) -> None:
     """ensure_self_signed in a short-lived process: a server that happens to start before certd
     does not keep the cryptography package (~14 MB) in memory for the rest of its life."""
     import subprocess
-    import sys
 
     code = ("import sys, pathlib; from msgsrv.paths import ServerRoot; from msgsrv.tls import ensure_self_signed; "
             "ensure_self_signed(ServerRoot(pathlib.Path(sys.argv[1])))")
