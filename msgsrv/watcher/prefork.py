@@ -1,8 +1,10 @@
 """Pre-forked built-in servers (issue 14): a (re)start forks the watcher instead of exec'ing Python.
 
-gunicorn's arbiter is the model. The watcher imports every built-in server's code once, before it
-serves anything (preload), and freezes the collector (gc.freeze), so the pages of that code stay
-shared copy-on-write with every server it forks. A (re)start of a built-in server is then a fork:
+gunicorn's arbiter is the model. The watcher imports every enabled built-in server's code once
+(preload_idle: while it waits for the servers it already forked to register, so that a cold start
+does not wait for all of it; `ensure`: a server's own code at the latest just before its first
+fork), and freezes the collector (gc.freeze), so the pages of that code stay shared copy-on-write
+with every server it forks. A (re)start of a built-in server is then a fork:
 no interpreter start, no imports; the child only binds, registers and serves. The watcher stays
 the parent of every server: pidfds, waitid reaping, process groups and cgroups, adoption and
 `stop-msg -f` work as for an exec'd one (children.py does the rest exactly as for posix_spawn).
@@ -60,9 +62,9 @@ def preload(components: list[str]) -> list[str]:
     collector. The modules imported (a module that cannot be imported here is left for the child
     to import, and to fail on in its own log).
 
-    Called before the watcher's event loop serves anything, for the enabled built-in components
-    (a suite of external commands preloads nothing). A component enabled later is forked all the
-    same, and imports its code in the child."""
+    All at once; the watcher uses `preload_later` (the same modules, in its idle time) and `ensure`,
+    for the enabled built-in components (a suite of external commands preloads nothing). A component
+    enabled later is forked all the same, and imports its code in the child."""
     for name in _modules(components):
         _import(name)
     # the collector of the watcher (and of every child, which freezes again) never walks these
