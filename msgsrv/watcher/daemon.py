@@ -105,11 +105,10 @@ async def _run_locked(root: ServerRoot, ha: bool) -> int:
             raise OperationFailed(f"{sup.cfg.broken}; fix it (configutil -V) before starting the watcher")
         sup.seed_config(saved)  # SPEC §4: the last good configuration stays in force
     cfg = sup.cfg.current
-    # issue 14: the servers' code imported once, in the watcher; every built-in server is then forked
-    # from this image (prefork.py). Not before the watcher serves: while it waits for a server it
-    # forked to become ready (preload_idle), and a server's own code at the latest just before its
-    # first fork (operations.start_component)
-    built_in = [c for c in sup.enabled() if sup.cfg.built_in(c)] if cfg.get_bool("local.watcher.prefork") else []
+    if cfg.get_bool("local.watcher.prefork"):
+        # issue 14: the servers' code imported once, before any socket, thread or child exists;
+        # every built-in server is then forked from this image (prefork.py)
+        prefork.preload([c for c in sup.enabled() if sup.cfg.built_in(c)])
     port = cfg.get_int("local.watcher.port", 49994)
     if cfg.get_bool("local.watcher.cgroups"):
         sup.procs = Processes(cgroup.Cgroups.detect(root.base))
@@ -131,7 +130,6 @@ async def _run_locked(root: ServerRoot, ha: bool) -> int:
         loop.add_signal_handler(sig, lambda: sup.shutdown(0, by="signal"))
     loop.add_signal_handler(signal.SIGHUP, sup.cfg.refresh)
     worker = loop.create_task(sup.ops.run())
-    preloading = prefork.preload_later(built_in) if built_in else None
     if restore:
         sup.log(M.PREVIOUS_DIED.format(pid=previous["pid"]))
         sup.journal.add("watcher-adopt", pid=previous["pid"], detail=M.PREVIOUS_DIED.format(pid=previous["pid"]))
@@ -153,11 +151,9 @@ async def _run_locked(root: ServerRoot, ha: bool) -> int:
         if metrics is not None:
             metrics.close()
         await console_server.stop(console)
-        for task in (worker, preloading):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
         sup.save_now()
         if sup.finished.is_set():  # a clean exit; after anything else the next watcher must know
             sup.log(M.WATCHER_EXITING.format(pid=os.getpid()))

@@ -28,7 +28,6 @@ from msgsrv.components import BY_NAME, PORT_SWITCHES, START_ORDER, STOP_ORDER
 from msgsrv.control import listeners
 from msgsrv.errors import OperationFailed
 from msgsrv.watcher import children as ch
-from msgsrv.watcher import prefork
 from msgsrv.watcher.states import State
 
 if TYPE_CHECKING:
@@ -198,7 +197,6 @@ async def start_component(sup: Supervisor, c: str, out: Out) -> tuple[bool, str 
         try:
             shared = shared_listeners(sup, c, workers, external)
             if fork:
-                prefork.ensure(c)  # its code, if the watcher has not imported it yet (preload_idle)
                 tls.warm(sup.root, cfg)  # the forked server finds its TLS context made
             for w in range(workers):
                 env = child_env(sup, c, w, shared)
@@ -219,8 +217,7 @@ async def start_component(sup: Supervisor, c: str, out: Out) -> tuple[bool, str 
                 if external and cfg.get_str(f"local.{c}.ready", "port") == "started":
                     await _survived(sup, spawned, STARTED_GRACE)
                 else:
-                    with prefork.waiting_for_ready():  # the watcher's idle time: preload_idle imports
-                        await sup.wait_ready(c, spawned, external, ready_by)
+                    await sup.wait_ready(c, spawned, external, ready_by)
             except StartFailed as e:
                 reason = str(e)  # a worker exited: the supervisor decided about it already
             except TimeoutError:

@@ -1,10 +1,8 @@
 """Pre-forked built-in servers (issue 14): a (re)start forks the watcher instead of exec'ing Python.
 
-gunicorn's arbiter is the model. The watcher imports every enabled built-in server's code once
-(preload_idle: while it waits for the servers it already forked to register, so that a cold start
-does not wait for all of it; `ensure`: a server's own code at the latest just before its first
-fork), and freezes the collector (gc.freeze), so the pages of that code stay shared copy-on-write
-with every server it forks. A (re)start of a built-in server is then a fork:
+gunicorn's arbiter is the model. The watcher imports every built-in server's code once, before it
+serves anything (preload), and freezes the collector (gc.freeze), so the pages of that code stay
+shared copy-on-write with every server it forks. A (re)start of a built-in server is then a fork:
 no interpreter start, no imports; the child only binds, registers and serves. The watcher stays
 the parent of every server: pidfds, waitid reaping, process groups and cgroups, adoption and
 `stop-msg -f` work as for an exec'd one (children.py does the rest exactly as for posix_spawn).
@@ -39,7 +37,6 @@ children._same falls back on the working directory, the server root, for a forke
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import importlib
 import os
@@ -62,104 +59,26 @@ def preload(components: list[str]) -> list[str]:
     collector. The modules imported (a module that cannot be imported here is left for the child
     to import, and to fail on in its own log).
 
-    All at once; the watcher uses `preload_later` (the same modules, in its idle time) and `ensure`,
-    for the enabled built-in components (a suite of external commands preloads nothing). A component
-    enabled later is forked all the same, and imports its code in the child."""
-    for name in _modules(components):
-        _import(name)
-    # the collector of the watcher (and of every child, which freezes again) never walks these
-    gc.freeze()
-    return list(_preloaded)
-
-
-def preload_later(components: list[str]):
-    """Begin `preload_idle(COMPONENTS)` on the running loop; its task."""
-    import asyncio
-
-    _planned.update(components)
-    return asyncio.get_running_loop().create_task(preload_idle(components))
-
-
-async def preload_idle(components: list[str]) -> list[str]:
-    """`preload`, one module at a time, and only while the watcher waits for a forked server to
-    become ready (`waiting_for_ready`): the watcher imports the later servers' code while the
-    earlier ones bind and register on another core, instead of before it serves anything. A start
-    forks only after `ensure` of its own component, which imports at once whatever this has not
-    reached yet: no planned server is forked without its code."""
-    import asyncio
-
-    for name in _modules(components):
-        if name in _preloaded or name in _failed:
-            continue
-        while not _waiting:
-            await _idle_event().wait()
-        _import(name)
-        await asyncio.sleep(0)  # the loop's turn: a REGISTER that came meanwhile is read now
-    gc.freeze()
-    return list(_preloaded)
-
-
-_waiting = 0
-_idle: list = []
-
-
-def _idle_event():
-    import asyncio
-
-    if not _idle:
-        _idle.append(asyncio.Event())
-    return _idle[0]
-
-
-@contextlib.contextmanager
-def waiting_for_ready():
-    """Around a start's wait for readiness: the time `preload_idle` imports in."""
-    global _waiting
-    _waiting += 1
-    _idle_event().set()
-    try:
-        yield
-    finally:
-        _waiting -= 1
-        if not _waiting:
-            _idle_event().clear()
-
-
-def ensure(component: str) -> None:
-    """Before COMPONENT's fork: its code imported, when it is one `preload_idle` was given and has
-    not reached yet (a component enabled later is still left to import its code in the child)."""
-    if component not in _planned:
-        return
-    todo = [n for n in _modules([component]) if n not in _preloaded and n not in _failed]
-    if todo:
-        for name in todo:
-            _import(name)
-        gc.freeze()
-
-
-_failed: set[str] = set()
-_planned: set[str] = set()
-
-
-def _modules(components: list[str]) -> list[str]:
+    Called before the watcher's event loop serves anything, for the enabled built-in components
+    (a suite of external commands preloads nothing). A component enabled later is forked all the
+    same, and imports its code in the child."""
     from msgsrv.services.__main__ import MODULES, PRELOAD, PRELOAD_ALL
 
     names: list[str] = []
     for c in components:
         if c in MODULES:
             names += [*PRELOAD_ALL, f"msgsrv.services.{MODULES[c]}", *PRELOAD.get(c, ())]
-    return list(dict.fromkeys(names))
-
-
-def _import(name: str) -> None:
-    if name in _preloaded:
-        return
-    try:
-        importlib.import_module(name)
-    except Exception:  # noqa: BLE001 - the child will import it again and say what is wrong
-        _failed.add(name)
-        return
-    _preloaded.append(name)
+    for name in dict.fromkeys(names):
+        if name in _preloaded:
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the child will import it again and say what is wrong
+            continue
+        _preloaded.append(name)
+    # the collector of the watcher (and of every child, which freezes again) never walks these
+    gc.freeze()
+    return list(_preloaded)
 
 
 def fork_server(component: str, env: dict[str, str], log_path: Path, cgroup: Path | None,
