@@ -68,9 +68,9 @@ def cert_paths(root: ServerRoot, config, make: bool = True) -> tuple[Path, Path]
     crt, k = default_paths(root)
     if make and not (crt.exists() and k.exists()):
         if "cryptography.x509" in sys.modules:
-            # already in this process (a server forked from the watcher, which preloaded it for
-            # certd): no memory to save, and a child would cost an interpreter start (~100 ms)
-            ensure_self_signed(root)
+            # already imported (a server forked from the watcher, which preloaded it for certd): a
+            # fork of this process, not a new interpreter (~100 ms)
+            _make_in_fork(root)
         else:
             _make_in_child(root)
     return crt, k
@@ -93,6 +93,34 @@ def _make_in_child(root: ServerRoot) -> None:
     if r.returncode != 0:
         why = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
         raise TlsError(f"unable to make the self-signed certificate: {why}")
+
+
+def _make_in_fork(root: ServerRoot) -> None:
+    """ensure_self_signed in a forked child of this process, which has cryptography imported
+    already: the key and certificate are made without an interpreter start, and the memory they
+    take (OpenSSL's, the builder's modules) ends with the child, as for _make_in_child."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: make the pair, say why not on the pipe, never return
+        status = 1
+        try:
+            os.close(r)
+            ensure_self_signed(root)
+            status = 0
+        except BaseException as e:  # noqa: BLE001 - the child must reach os._exit whatever happens
+            with contextlib.suppress(BaseException):
+                os.write(w, (str(e).strip().splitlines() or [type(e).__name__])[-1].encode("utf-8", "replace"))
+        finally:
+            os._exit(status)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb") as f:
+            said = f.read().decode("utf-8", "replace")
+    finally:
+        _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise TlsError(f"unable to make the self-signed certificate: {said or f'exit status {code}'}")
 
 
 def certificate_info(path: Path) -> CertInfo:
