@@ -16,14 +16,10 @@ import os
 import socket
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from msgsrv.control.protocol import KEEPALIVE, Answer, format_request
 from msgsrv.errors import OperationFailed
 from msgsrv.paths import ServerRoot
-
-if TYPE_CHECKING:
-    import asyncio
 
 DEFAULT_CALL_TIMEOUT = 5.0
 MIN_CALL_TIMEOUT = 4 * KEEPALIVE  # a deadline always spans several keepalives
@@ -221,9 +217,10 @@ class Registration:
     still sees it through its pid."""
 
     def __init__(self) -> None:
-        self.task: asyncio.Task | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.reader: asyncio.StreamReader | None = None
+        # asyncio's Task, StreamWriter and StreamReader (asyncio is imported where it is used)
+        self.task = None
+        self.writer = None
+        self.reader = None
 
     @classmethod
     def start(cls, component: str, root: ServerRoot | None = None) -> Registration:
