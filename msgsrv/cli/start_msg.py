@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from msgsrv.cli.main import run
 
 PROG = "start-msg"
+COMPLETE = "_START_MSG_COMPLETE"  # click's shell-completion variable for PROG
 HELP = """Start all or some msgsrv components.
 
     \b
@@ -97,9 +99,10 @@ def _watcher_enabled(root) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if (sys.argv[1:] if argv is None else argv) == []:
+    if (sys.argv[1:] if argv is None else argv) == [] and COMPLETE not in os.environ:
         # plain `start-msg`, the usual cold start: no option or argument for click to parse, and
-        # click costs ~25 ms before the watcher is launched (errors: the same lines as run's)
+        # click costs ~25 ms before the watcher is launched (errors: the same lines as run's); not
+        # when the shell asks click for completion (_START_MSG_COMPLETE, with no argument either)
         from msgsrv.cli.main import failed
 
         try:
