@@ -104,8 +104,9 @@ def _make_in_fork(root: ServerRoot) -> None:
     import select
     import signal
 
-    # what the child imports, imported before the fork (the watcher preloads these for certd): a
-    # thread of ours that held a module's lock at the fork could not release it in the child
+    # what the child imports, imported before the fork: a thread of ours that held a module's lock
+    # at the fork could not release it in the child (not preloaded by the watcher: only the first
+    # server of a new server root needs them, and every cold start would pay for them)
     from cryptography.hazmat.primitives import serialization  # noqa: F401
     from cryptography.hazmat.primitives.asymmetric import ec  # noqa: F401
     from cryptography.x509 import oid  # noqa: F401

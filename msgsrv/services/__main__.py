@@ -39,10 +39,7 @@ PRELOAD = {
     "http": (*_LOGINS, "aiohttp.web", "aiohttp.web_protocol", "aiohttp.http_parser", "aiohttp.http_exceptions"),
     "dispatcher": (*_STORE, "aiosmtpd.smtp", "aiosmtpd.lmtp"),
     "job_controller": _STORE,
-    # and what making the self-signed pair imports (tls._make_self_signed; a server forked before
-    # certd made it makes it in a fork of itself)
-    "cert": ("cryptography.x509", "cryptography.hazmat.primitives.hashes", "cryptography.x509.oid",
-             "cryptography.hazmat.primitives.serialization", "cryptography.hazmat.primitives.asymmetric.ec"),
+    "cert": ("cryptography.x509", "cryptography.hazmat.primitives.hashes"),
     "sched": ("msgsrv.sched.imsched",),
 }
 USAGE = "usage: msgsrv-server COMPONENT   (one of: " + " ".join(MODULES) + ")"
