@@ -1,6 +1,9 @@
 """Issue 14's figures for pre-forked built-in servers, with `local.watcher.prefork` yes and no in one run.
 
-    python bench/prefork_bench.py [--rounds 5]
+    python bench/prefork_bench.py [--rounds 5] [--only start] [--modes yes]
+
+`--only start` runs the whole-suite part alone (cold and warm start-msg, PSS), `--rounds` of it;
+`--modes yes` (or no) measures one mode.
 
 For each mode, in a temporary MSGSRV_BASE on free ports with local.autorestart yes (1 s window, so a
 round never spends the restart budget):
@@ -122,8 +125,10 @@ def fig(xs: list[float], unit: str = "ms") -> str:
     return f"{statistics.median(xs):.0f} {unit} (min {min(xs):.0f}, max {max(xs):.0f})"
 
 
-def measure(prefork: str, rounds: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
+def measure(prefork: str, rounds: int, only: str | None = None) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {k: [] for k in ("alone", "bare", "group", "http")}
+    if only == "start":
+        return {**out, **whole_suite(prefork, rounds)}
     alone = Root(prefork, {**OFF, "local.store.enable": "no", "service.pop.enable": "no",
                            "service.http.enable": "no"})
     try:
@@ -145,8 +150,12 @@ def measure(prefork: str, rounds: int) -> dict[str, list[float]]:
         out["group"], out["http"] = crash_rounds(group, rounds, with_http=True)
     finally:
         group.stop()
-    out["cold"], out["warm"], out["pss"], out["procs"] = [], [], [], []
-    for _ in range(max(1, rounds // 2)):
+    return {**out, **whole_suite(prefork, max(1, rounds // 2))}
+
+
+def whole_suite(prefork: str, rounds: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"cold": [], "warm": [], "pss": [], "procs": []}
+    for _ in range(rounds):
         whole = Root(prefork, {})
         try:
             out["cold"].append(whole.run("start-msg") * 1000)
@@ -164,8 +173,11 @@ def measure(prefork: str, rounds: int) -> dict[str, list[float]]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--only", choices=("start",), help="only the whole suite's start-msg (cold, warm) and PSS")
+    ap.add_argument("--modes", nargs="+", choices=("yes", "no"), default=["yes", "no"])
     args = ap.parse_args()
-    res = {mode: measure(mode, args.rounds) for mode in ("yes", "no")}
+    modes = tuple(args.modes)
+    res = {mode: measure(mode, args.rounds, args.only) for mode in modes}
     rows = []
     what = [
         ("alone", "kill -9 imapd -> a new imapd greets * OK (imap alone in the store group)", "<= 15 ms"),
@@ -176,9 +188,11 @@ def main() -> int:
         ("warm", "whole suite up: start-msg, watcher already up", "<= 300 ms"),
     ]
     for key, text, goal in what:
-        for mode in ("yes", "no"):
+        if args.only == "start" and key not in ("cold", "warm"):
+            continue
+        for mode in modes:
             rows.append((f"{text} [prefork {mode}]", fig(res[mode][key]), goal))
-    for mode in ("yes", "no"):
+    for mode in modes:
         n = res[mode]["procs"][0] if res[mode]["procs"] else 0
         rows.append((f"PSS, watcher + servers ({n} processes) [prefork {mode}]", fig(res[mode]["pss"], "MiB"),
                      "<= 45 MiB"))

@@ -17,6 +17,7 @@ import fcntl
 import os
 import socket
 import ssl
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from msgsrv.paths import DIR_MODE, ServerRoot
 
 VALID_DAYS = 825  # the longest validity clients accept for a server certificate
 RENEW_DAYS = 30  # a self-signed certificate this close to its end is made again
+MAKE_TIMEOUT = 120.0  # seconds a child making the self-signed pair may take
 
 
 class TlsError(Exception):
@@ -66,7 +68,12 @@ def cert_paths(root: ServerRoot, config, make: bool = True) -> tuple[Path, Path]
         return Path(cert), Path(key)
     crt, k = default_paths(root)
     if make and not (crt.exists() and k.exists()):
-        _make_in_child(root)
+        if "cryptography.x509" in sys.modules:
+            # already imported (a server forked from the watcher, which preloaded it for certd): a
+            # fork of this process, not a new interpreter (~100 ms)
+            _make_in_fork(root)
+        else:
+            _make_in_child(root)
     return crt, k
 
 
@@ -74,7 +81,6 @@ def _make_in_child(root: ServerRoot) -> None:
     """ensure_self_signed in a short-lived process: a server that happens to start before certd
     does not keep the cryptography package (~14 MB) in memory for the rest of its life."""
     import subprocess
-    import sys
 
     code = ("import sys, pathlib; from msgsrv.paths import ServerRoot; from msgsrv.tls import ensure_self_signed; "
             "ensure_self_signed(ServerRoot(pathlib.Path(sys.argv[1])))")
@@ -82,12 +88,58 @@ def _make_in_child(root: ServerRoot) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p))
     try:
         r = subprocess.run([sys.executable, "-c", code, str(root.base)], capture_output=True, text=True,
-                           timeout=120, env=env)
+                           timeout=MAKE_TIMEOUT, env=env)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise TlsError(f"unable to make the self-signed certificate: {e}") from None
     if r.returncode != 0:
         why = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
         raise TlsError(f"unable to make the self-signed certificate: {why}")
+
+
+def _make_in_fork(root: ServerRoot) -> None:
+    """ensure_self_signed in a forked child of this process, which has cryptography imported
+    already: the key and certificate are made without an interpreter start, and the memory they
+    take (OpenSSL's, the builder's modules) ends with the child, as for _make_in_child."""
+    import ipaddress  # noqa: F401
+    import select
+    import signal
+
+    # what the child imports, imported before the fork: a thread of ours that held a module's lock
+    # at the fork could not release it in the child (not preloaded by the watcher: only the first
+    # server of a new server root needs them, and every cold start would pay for them)
+    from cryptography.hazmat.primitives import serialization  # noqa: F401
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: F401
+    from cryptography.x509 import oid  # noqa: F401
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: make the pair, say why not on the pipe, never return
+        status = 1
+        try:
+            os.close(r)
+            ensure_self_signed(root)
+            status = 0
+        except BaseException as e:  # noqa: BLE001 - the child must reach os._exit whatever happens
+            with contextlib.suppress(BaseException):  # the last line of its traceback, as _make_in_child says
+                import traceback
+
+                os.write(w, traceback.format_exception_only(e)[-1].strip().encode("utf-8", "replace"))
+        finally:
+            os._exit(status)
+    os.close(w)
+    said = ""
+    try:
+        with os.fdopen(r, "rb") as f:
+            if select.select([f], [], [], MAKE_TIMEOUT)[0]:
+                said = f.read().decode("utf-8", "replace")  # until the child's end closes it
+            else:
+                os.kill(pid, signal.SIGKILL)
+                said = f"not made within {MAKE_TIMEOUT:.0f} s"
+    finally:
+        _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise TlsError(f"unable to make the self-signed certificate: {said or f'exit status {code}'}")
 
 
 def certificate_info(path: Path) -> CertInfo:

@@ -33,15 +33,21 @@ def run(command, prog: str, args: list[str] | None = None) -> int:
     except click.ClickException as e:
         error(prog, e.format_message().replace("\n", " "))
         return e.exit_code
-    except MsgsrvError as e:
+    except (MsgsrvError, KeyboardInterrupt, BrokenPipeError, Exception) as e:
+        return failed(prog, e)
+
+
+def failed(prog: str, e: BaseException) -> int:
+    """The exit code of an exception that is not click's (after its one stderr line)."""
+    if isinstance(e, MsgsrvError):
         error(prog, str(e))
         return e.exit_code
-    except KeyboardInterrupt:
+    if isinstance(e, KeyboardInterrupt):
         return 130
-    except BrokenPipeError:
+    if isinstance(e, BrokenPipeError):
         return ExitStatus.FAILED
-    except Exception as e:  # the last line of defence: one line, no traceback
-        if os.environ.get("MSGSRV_DEBUG") == "1":
-            raise
-        error(prog, f"internal error: {type(e).__name__}: {e}")
-        return ExitStatus.FAILED
+    # the last line of defence: one line, no traceback
+    if os.environ.get("MSGSRV_DEBUG") == "1":
+        raise e
+    error(prog, f"internal error: {type(e).__name__}: {e}")
+    return ExitStatus.FAILED

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
-
-import click
 
 from msgsrv.cli.main import run
 
 PROG = "start-msg"
-
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("components", nargs=-1, metavar="[ha | COMPONENT...]")
-def cli(components):
-    """Start all or some msgsrv components.
+COMPLETE = "_START_MSG_COMPLETE"  # click's shell-completion variable for PROG
+HELP = """Start all or some msgsrv components.
 
     \b
     Components, in start order: ens store imap pop cert http sched dispatcher
@@ -23,6 +18,27 @@ def cli(components):
     everything in HA mode: when the restart limit is reached the watcher stops
     everything and exits, so the cluster manager fails over.
     """
+
+
+def command():
+    """The click command (click imported only here: plain `start-msg` does without, see main)."""
+    import click
+
+    @click.command(context_settings={"help_option_names": ["-h", "--help"]}, help=HELP)
+    @click.argument("components", nargs=-1, metavar="[ha | COMPONENT...]")
+    def cli(components):
+        return start(components)
+
+    return cli
+
+
+def __getattr__(name: str):
+    if name == "cli":
+        return command()
+    raise AttributeError(name)
+
+
+def start(components: tuple[str, ...]) -> int:
     from msgsrv import messages as M
     from msgsrv.cli.console import progress
     from msgsrv.cli.supervise_here import resolve_names
@@ -83,7 +99,17 @@ def _watcher_enabled(root) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(cli, PROG, argv)
+    if (sys.argv[1:] if argv is None else argv) == [] and COMPLETE not in os.environ:
+        # plain `start-msg`, the usual cold start: no option or argument for click to parse, and
+        # click costs ~25 ms before the watcher is launched (errors: the same lines as run's); not
+        # when the shell asks click for completion (_START_MSG_COMPLETE, with no argument either)
+        from msgsrv.cli.main import failed
+
+        try:
+            return start(())
+        except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - as run(): one line, no traceback
+            return failed(PROG, e)
+    return run(command(), PROG, argv)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ While it acts, this process holds data/run/watcher.lock, so no watcher adopts ha
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -47,6 +46,8 @@ def _locked(root: ServerRoot) -> int:
 
 
 def _run(root: ServerRoot, act, need_config: bool) -> int:
+    import asyncio  # here: start-msg imports this module for resolve_names, and asyncio costs ~35 ms
+
     from msgsrv.control.client import who_am_i
     from msgsrv.watcher import statefile
     from msgsrv.watcher.supervisor import Supervisor

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import psutil
-
 NAME = "watcher.json"
 
 
@@ -28,6 +26,8 @@ def run_record(run_dir: Path) -> dict | None:
 
 def same_process(pid: int, create_time: float | None) -> bool:
     """Is PID alive and (when CREATE_TIME is known) the process that was recorded?"""
+    import psutil  # here: with no record left (a cold start) start-msg never needs it
+
     try:
         p = psutil.Process(pid)
         if p.status() == psutil.STATUS_ZOMBIE:
