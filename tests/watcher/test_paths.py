@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -67,8 +68,18 @@ def test_two_failures_are_merged_into_one_restart(suite, cli):
     suite.configure(**{"local.autorestart.timeout": "600"})
     assert cli("start-msg").returncode == 0
     imap, pop = suite.pids("imap")[0], suite.pids("pop")[1]
-    suite.kill(pop)
-    suite.kill(imap)
+    # both dead before the watcher sees either: on a loaded machine the test could otherwise be
+    # descheduled between the kills, and the restart for pop would already be stopping imap when
+    # imap's kill lands (an expected stop then, not a second failure: nothing to merge)
+    watcher = suite.watcher_pid()
+    suite.kill(watcher, signal.SIGSTOP)
+    try:
+        suite.kill(pop)
+        suite.kill(imap)
+        wait_for(lambda: not psutil.pid_exists(pop) or psutil.Process(pop).status() == psutil.STATUS_ZOMBIE)
+        wait_for(lambda: not psutil.pid_exists(imap) or psutil.Process(imap).status() == psutil.STATUS_ZOMBIE)
+    finally:
+        suite.kill(watcher, signal.SIGCONT)
     wait_for(lambda: suite.log().count("Starting http server") == 2, timeout=15)
     st = all_running(suite)
     time.sleep(0.3)
