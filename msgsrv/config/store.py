@@ -137,7 +137,10 @@ class ConfigStore:
         and every probe pass, and a parse costs milliseconds of CPU each time."""
         if self._overrides is None:
             data = self._read_bytes()
-            values = _load_cache(self.path, data) if data is not None else None
+            if data is None:  # no file: no override (what an empty document says, without tomlkit)
+                self._text, self._overrides = None, {}
+                return self._overrides
+            values = _load_cache(self.path, data)
             if values is not None and all(isinstance(v, str) for v in values.values()):
                 self._text, self._overrides = data.decode("utf-8"), values
                 return self._overrides

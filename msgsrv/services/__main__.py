@@ -31,7 +31,7 @@ MODULES = {
 _STORE = ("msgsrv.store.mailbox", "msgsrv.store.users", "msgsrv.store.legacy")
 _LOGINS = (*_STORE, "msgsrv.services.logins", "msgsrv.services.gate")
 PRELOAD_ALL = ("msgsrv.config.store", "msgsrv.control.client", "msgsrv.control.listeners", "msgsrv.tls",
-               "ssl", "tomlkit", "email.utils", "setproctitle")
+               "ssl", "email.utils", "setproctitle")
 PRELOAD = {
     "store": _STORE,
     "imap": _LOGINS,

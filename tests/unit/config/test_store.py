@@ -330,3 +330,18 @@ def test_cache_holds_text_and_values(path):
     ConfigStore(path).update({"local.defdomain": "a.org"})
     data = json.loads(cache_path(path).read_text())
     assert data == {"text": path.read_text(), "values": {"local.defdomain": "a.org"}}
+
+
+@pytest.mark.parametrize("state", ["no file", "cached"])
+def test_reading_the_overrides_imports_no_tomlkit_when_there_is_nothing_to_parse(tmp_path, state):
+    """The watcher no longer preloads tomlkit for the servers it forks: reading a store without a file
+    (a fresh server root) or with a cache of the file's current text must not import it."""
+    path = tmp_path / "msg.toml"
+    if state == "cached":
+        ConfigStore(path).update({"local.autorestart": "yes"})
+        assert cache_path(path).exists()
+    code = ("import sys; from pathlib import Path; from msgsrv.config.store import ConfigStore; "
+            "print(ConfigStore(Path(sys.argv[1])).overrides(), 'tomlkit' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    expected = "{}" if state == "no file" else "{'local.autorestart': 'yes'}"
+    assert r.stdout.strip() == f"{expected} False"
