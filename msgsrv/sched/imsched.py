@@ -314,7 +314,7 @@ class Scheduler:
 async def serve(root: ServerRoot, port: int | None = None) -> int:
     """The sched component: bind the health port, register with the watcher, run until SIGTERM."""
     from msgsrv.config.store import ConfigStore
-    from msgsrv.control.client import Registration
+    from msgsrv.control.registration import Registration
 
     root.ensure()
     if port is None:

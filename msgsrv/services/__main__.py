@@ -30,7 +30,7 @@ MODULES = {
 # before it forks them (watcher/prefork.py), so a forked server imports nothing and shares their pages
 _STORE = ("msgsrv.store.mailbox", "msgsrv.store.users", "msgsrv.store.legacy")
 _LOGINS = (*_STORE, "msgsrv.services.logins", "msgsrv.services.gate")
-PRELOAD_ALL = ("msgsrv.config.store", "msgsrv.control.client", "msgsrv.control.listeners", "msgsrv.tls",
+PRELOAD_ALL = ("msgsrv.config.store", "msgsrv.control.registration", "msgsrv.control.listeners", "msgsrv.tls",
                "ssl", "email.utils", "setproctitle")
 PRELOAD = {
     "store": _STORE,

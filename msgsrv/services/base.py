@@ -204,7 +204,7 @@ class Service:
             task.cancel()
 
     async def serve(self) -> None:
-        from msgsrv.control.client import Registration
+        from msgsrv.control.registration import Registration
 
         self.stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
