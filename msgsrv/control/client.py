@@ -128,20 +128,24 @@ class WatcherClient:
 
         TIMEOUT: seconds of silence after which the watcher is not answering (default: the client's)."""
         self.sock.settimeout(self.timeout if timeout is None else timeout)
+        self._io(self.sock.sendall, format_request(verb, *args))
+        while True:
+            raw = self._io(self.rfile.readline)
+            if not raw:
+                raise WatcherError("watcher closed the connection")
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            kind, _, text = line.partition(" ")
+            if kind == "OK":
+                return text
+            if kind == "ERR":
+                raise WatcherError(text)
+            if kind in ("T", "L") and on_progress is not None:
+                on_progress(kind, text)  # outside _io: its own errors (a closed stdout) are not the watcher's
+
+    def _io(self, call, *args):
+        """CALL on the connection; its errors as the watcher's."""
         try:
-            self.sock.sendall(format_request(verb, *args))
-            while True:
-                raw = self.rfile.readline()
-                if not raw:
-                    raise WatcherError("watcher closed the connection")
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                kind, _, text = line.partition(" ")
-                if kind == "OK":
-                    return text
-                if kind == "ERR":
-                    raise WatcherError(text)
-                if kind in ("T", "L") and on_progress is not None:
-                    on_progress(kind, text)
+            return call(*args)
         except TimeoutError:
             raise WatcherNotAnswering(self.pid, self.port) from None
         except OSError as e:

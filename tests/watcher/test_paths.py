@@ -204,3 +204,17 @@ def slow_store(suite, cli, seconds: float) -> None:
     """From now on the store takes SECONDS to start (its next start is in a restart)."""
     command = cli("configutil", "-o", "local.store.command").stdout.strip()
     assert cli("configutil", "-o", "local.store.command", "-v", f"{command} --delay {seconds}").returncode == 0
+
+
+def test_a_reader_that_goes_away_is_not_a_lost_watcher(suite, cli):
+    """`start-msg | head -1`: the closed pipe is start-msg's own output, not its watcher connection,
+    so it does not say "lost the watcher connection"; the watcher finishes the start all the same."""
+    suite.configure()
+    assert cli("start-msg").returncode == 0
+    assert cli("stop-msg", "http").returncode == 0  # the watcher stays: start-msg's lines are its progress
+    p = subprocess.Popen([command_path("start-msg")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().startswith("Connecting to watcher")
+    p.stdout.close()  # like head: one line read, then gone
+    _, err = p.communicate(timeout=60)
+    assert "lost the watcher connection" not in err and "Traceback" not in err
+    wait_for(lambda: all(c["state"] == "RUNNING" for c in suite.status().values() if c["enabled"]), timeout=20)
