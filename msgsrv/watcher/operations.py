@@ -39,6 +39,7 @@ MIN_DOTS = 3
 KILL_WAIT = 5.0  # seconds to wait for an exit after SIGKILL
 RESOURCE_RETRY_DELAY = 0.25  # seconds before retrying a start that failed for want of resources
 STARTED_GRACE = 0.02  # local.<component>.ready = started: seconds a spawned command must live to be RUNNING
+BUSY_SLICE = 0.02  # seconds of spawning (many workers) before the loop runs again (keepalives, exits)
 
 
 class StartFailed(OperationFailed):
@@ -198,11 +199,17 @@ async def start_component(sup: Supervisor, c: str, out: Out) -> tuple[bool, str 
             shared = shared_listeners(sup, c, workers, external)
             if fork:
                 tls.warm(sup.root, cfg)  # the forked server finds its TLS context made
+            slice_end = time.monotonic() + BUSY_SLICE
             for w in range(workers):
                 env = child_env(sup, c, w, shared)
                 child = sup.procs.spawn(c, argv, env, log_path, w, fork=fork)
                 spawned.append(child)  # recorded before anything else can fail
                 sup.spawned(child)
+                if time.monotonic() >= slice_end:
+                    # 200 workers take a second or more on a busy machine: meanwhile the watcher
+                    # answers (keepalives, so the caller does not call it hung) and sees exits
+                    await asyncio.sleep(0)
+                    slice_end = time.monotonic() + BUSY_SLICE
         except listeners.PortInUse as e:
             reason = failure = str(e)
         except OSError as e:

@@ -7,12 +7,16 @@ on no port. Real processes (`sleep`, `sh -c 'exit 1'`), the real commands, a tem
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import time
 
 import psutil
 
 from msgsrv import messages as M
-from tests.watcher.conftest import wait_for
+from msgsrv.control.client import WatcherClient, WatcherUnavailable
+from tests.watcher.conftest import command_path, wait_for
 
 SLEEP = f"{shutil.which('sleep')} 1000"
 
@@ -101,3 +105,32 @@ def test_two_hundred_workers_of_one_command_all_run_and_all_stop(suite, cli):
     r = cli("stop-msg", timeout=60)
     assert r.returncode == 0, r.stderr
     assert not [p for p in pids if psutil.pid_exists(p)]
+
+
+def test_the_watcher_answers_while_it_spawns_many_workers(suite, root):
+    """Spawning 256 workers takes a second or more on a busy machine; the watcher must not go silent
+    for it (a client calls a watcher silent for local.watcher.calltimeout "not answering": the
+    start-msg of 200 workers failed so on a loaded CI machine). STATUS asked meanwhile is answered
+    while the start is under way: it shows some of the workers, not none and not all."""
+    suite.configure(components=("imap",), **{"local.imap.command": SLEEP, "local.imap.ready": "started",
+                                             "service.imap.numprocesses": "256"})
+    proc = subprocess.Popen([command_path("start-msg")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    seen: set[int] = set()
+    try:
+        while proc.poll() is None:
+            try:
+                with WatcherClient.connect(root, timeout=5) as client:
+                    while proc.poll() is None:
+                        st = json.loads(client.request("STATUS"))
+                        row = next(c for c in st["components"] if c["name"] == "imap")
+                        if row["state"] == "STARTING":
+                            seen.add(len(row["pids"]))
+            except WatcherUnavailable:
+                time.sleep(0.005)  # not listening yet
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert [n for n in seen if 0 < n < 256], sorted(seen)
+    assert len(running(suite, "imap")["pids"]) == 256
