@@ -1,7 +1,13 @@
-"""THE component table: name, start order, enable switch, restart unit, ports, probe.
+"""THE component table: name, start order, enable switch, restart unit, ports, probe, dependencies.
 
 Start order is SPEC §2 (watcher, ens, store, imap, pop, http, sched, dispatcher, job_controller,
 mmp) with cert placed after pop as in the 6.3 usage list; stop order is the reverse, watcher last.
+
+The watcher "is aware of any dependencies the other services have" (the manuals): `after` names
+what a component needs started before it (ens before store; the store, with its status check,
+before its clients; everything the scheduler probes before it; imap and pop before mmp). A start
+of several components runs the ones that do not wait for each other together, and shows their
+lines in start order all the same (operations.op_start).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ class Component:
     workers: str | None = None  # integer parameter: number of worker processes
     probes: tuple[str, ...] = ()  # msprobe service names served by this component
     extra: dict = field(default_factory=dict)
+    after: tuple[str, ...] = ()  # started once these (when they start too) have been started
 
 
 STORE_GROUP = ("store", "imap", "pop", "http")
@@ -27,28 +34,28 @@ COMPONENTS: tuple[Component, ...] = (
     Component("ens", "enpd", "local.ens.enable", (("ens", "local.ens.port"),), None,
               probes=("ens",)),
     Component("store", "stored", "local.store.enable", (("store", "local.store.port"),), "store",
-              probes=("store",)),
+              probes=("store",), after=("ens",)),
     Component("imap", "imapd", "service.imap.enable",
               (("imap", "service.imap.port"), ("imaps", "service.imap.sslport")), "store",
-              workers="service.imap.numprocesses", probes=("imap", "imaps")),
+              workers="service.imap.numprocesses", probes=("imap", "imaps"), after=("store",)),
     Component("pop", "popd", "service.pop.enable", (("pop", "service.pop.port"), ("pops", "service.pop.sslport")),
-              "store", workers="service.pop.numprocesses", probes=("pop", "pops")),
+              "store", workers="service.pop.numprocesses", probes=("pop", "pops"), after=("store",)),
     Component("cert", "certd", "local.cert.enable", (("cert", "local.cert.port"),), "cert",
               probes=("cert",)),
     Component("http", "mshttpd", "service.http.enable",
               (("http", "service.http.port"), ("https", "service.http.sslport")), "store",
-              workers="service.http.numprocesses", probes=("http", "https")),
+              workers="service.http.numprocesses", probes=("http", "https"), after=("store",)),
     Component("sched", "imsched", "local.sched.enable", (("sched", "local.sched.port"),), "sched",
-              probes=("sched",)),
+              probes=("sched",), after=("ens", "store", "imap", "pop", "cert", "http")),
     Component("dispatcher", "dispatcher", "local.imta.enable",
               (("smtp", "service.smtp.port"), ("lmtp", "service.lmtp.port"), ("smtps", "service.smtp.sslport")),
-              "dispatcher", probes=("smtp", "lmtp", "smtps")),
+              "dispatcher", probes=("smtp", "lmtp", "smtps"), after=("store",)),
     Component("job_controller", "job_controller", "local.imta.enable",
               (("job_controller", "local.job_controller.port"),), "job_controller",
-              probes=("job_controller",)),
+              probes=("job_controller",), after=("store",)),
     Component("mmp", "mmp", "local.mmp.enable",
               (("mmp", "local.mmp.imapport"), ("mmppop", "local.mmp.popport")), "mmp",
-              probes=("mmp",)),
+              probes=("mmp",), after=("imap", "pop")),
 )
 
 BY_NAME: dict[str, Component] = {c.name: c for c in COMPONENTS}

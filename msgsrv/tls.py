@@ -18,6 +18,7 @@ import os
 import socket
 import ssl
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,13 +69,40 @@ def cert_paths(root: ServerRoot, config, make: bool = True) -> tuple[Path, Path]
         return Path(cert), Path(key)
     crt, k = default_paths(root)
     if make and not (crt.exists() and k.exists()):
+        _wait_for_maker(crt)  # certd, started together with this server, may be making it
+        if crt.exists() and k.exists():
+            return crt, k
         if "cryptography.x509" in sys.modules:
-            # already imported (a server forked from the watcher, which preloaded it for certd): a
-            # fork of this process, not a new interpreter (~100 ms)
+            # already imported (certd, renewing its pair): a fork of this process, not a new
+            # interpreter (~100 ms). The watcher does not preload it: certd starts together with
+            # the first servers and imports it itself, off the start's critical path (issue 14)
             _make_in_fork(root)
         else:
             _make_in_child(root)
     return crt, k
+
+
+def _wait_for_maker(crt: Path) -> None:
+    """Wait (at most MAKE_TIMEOUT) while another process holds the lock of ensure_self_signed: the
+    pair it is making is then there to use, and this server need not make one of its own."""
+    try:
+        fd = os.open(crt.parent / ".lock", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return  # nobody has made or is making one
+    try:
+        deadline = time.monotonic() + MAKE_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return  # closing the descriptor releases it
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.005)
+            except OSError:
+                return
+    finally:
+        os.close(fd)
 
 
 def _make_in_child(root: ServerRoot) -> None:

@@ -73,6 +73,53 @@ class Out:
             self._send("L", s)
 
 
+class InOrder:
+    """The lines of components started together, shown in start order: the first one's as they
+    come, each later one's (held until then) once every one before it is done. The watcher log
+    gets them in the same order, as from a start of one component after the other."""
+
+    def __init__(self, out: Out, n: int):
+        self.out = out
+        self.said: list[list[tuple[str, str]]] = [[] for _ in range(n)]
+        self.done = [False] * n
+        self.head = 0  # the part being shown
+        self.shown = 0  # how much of it
+
+    def part(self, i: int) -> Out:
+        return _Part(self, i)
+
+    def pump(self) -> None:
+        while self.head < len(self.said):
+            said = self.said[self.head]
+            while self.shown < len(said):
+                kind, s = said[self.shown]
+                self.shown += 1
+                (self.out.text if kind == "T" else self.out.line)(s)
+            if not self.done[self.head]:
+                return
+            self.head, self.shown = self.head + 1, 0
+
+
+class _Part(Out):
+    """One component's Out within an InOrder."""
+
+    def __init__(self, shown: InOrder, i: int):
+        super().__init__(lambda _line: None)
+        self._shown, self._i = shown, i
+
+    def text(self, s: str) -> None:
+        self._shown.said[self._i].append(("T", s))
+        self._shown.pump()
+
+    def line(self, s: str = "") -> None:
+        self._shown.said[self._i].append(("L", s))
+        self._shown.pump()
+
+    def finish(self) -> None:
+        self._shown.done[self._i] = True
+        self._shown.pump()
+
+
 class Dots:
     """Real progress: a dot every DOT_EVERY seconds while a wait lasts (at least MIN_DOTS)."""
 
@@ -322,10 +369,37 @@ async def _check_store(sup: Supervisor, out: Out) -> None:
 
 # -- the operations the queue runs ----------------------------------------------------------------------
 async def op_start(sup: Supervisor, names: list[str], out: Out) -> list[str]:
+    """Start NAMES (in start order): each once the ones it comes after (components.py) have been
+    started, or have failed to (a failed dependency does not keep the others down, as a start one
+    after the other never did); the ones that do not wait for each other together. Their lines are
+    shown in start order (InOrder)."""
     sup.cfg.refresh()
+    shown = InOrder(out, len(names))
+    tasks: dict[str, asyncio.Task] = {}
+
+    async def start(i: int, c: str) -> tuple[bool, str | None]:
+        first = [tasks[d] for d in BY_NAME[c].after if d in tasks]
+        if first:
+            await asyncio.wait(first)
+        part = shown.part(i)
+        try:
+            return await start_component(sup, c, part)
+        finally:
+            part.finish()
+
+    loop = asyncio.get_running_loop()
+    for i, c in enumerate(names):
+        tasks[c] = loop.create_task(start(i, c))
+    try:
+        await asyncio.wait(tasks.values())
+    except BaseException:  # cancelled (a shutdown preempts the start): every start with it
+        for t in tasks.values():
+            t.cancel()
+        await asyncio.wait(tasks.values())
+        raise
     failed = []
-    for c in names:
-        ok, reason = await start_component(sup, c, out)
+    for c, t in tasks.items():
+        ok, reason = t.result()  # an unexpected error of one start is the operation's
         if not ok:
             failed.append(f"{c}: {reason}")
     if failed:

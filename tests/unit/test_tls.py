@@ -99,3 +99,38 @@ def test_warm_never_makes_a_certificate_and_a_forked_child_gets_the_context_made
     assert os.read(r, 1) == b"1"
     os.close(r)
     os.close(w)
+
+
+def test_a_server_waits_for_the_pair_another_process_is_making(tmp_path, monkeypatch):
+    """certd starts together with the servers (operations.op_start): on a new server root it holds
+    ensure_self_signed's lock while it makes the pair. A server that finds no pair waits for that
+    lock and uses what was made, instead of making a pair of its own."""
+    import fcntl
+    import os
+    import time
+
+    root = ServerRoot(tmp_path)
+    crt, key = tls.default_paths(root)
+    crt.parent.mkdir(parents=True)
+    made = []
+    monkeypatch.setattr(tls, "_make_in_child", lambda r: made.append("child"))
+    monkeypatch.setattr(tls, "_make_in_fork", lambda r: made.append("fork"))
+    lock = os.open(crt.parent / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # "certd" is making it
+    got = []
+
+    def server() -> None:
+        t0 = time.monotonic()
+        got.append((tls.cert_paths(root, Cfg()), time.monotonic() - t0))
+
+    t = threading.Thread(target=server)
+    t.start()
+    time.sleep(0.3)
+    assert not got  # still waiting
+    key_pem, cert_pem = tls._make_self_signed("localhost")
+    key.write_bytes(key_pem)
+    crt.write_bytes(cert_pem)
+    os.close(lock)  # made: the lock is released
+    t.join(10)
+    assert got and got[0][0] == (crt, key) and got[0][1] >= 0.3
+    assert made == [] and crt.read_bytes() == cert_pem

@@ -234,3 +234,29 @@ def test_issue_14_a_forked_server_runs_in_its_own_cgroup_where_the_watcher_makes
     all_running(builtin)
     fresh = builtin.pids("imap")[0]
     assert cgroup.of_pid(fresh) == group  # the restarted one joined the same, emptied cgroup
+
+
+def test_the_preload_imports_aiohttp_without_loading_the_system_trust_store():
+    """aiohttp makes its client's default TLS contexts (the system CA bundle, ~25 ms each) when
+    imported; the suite serves with aiohttp and never uses its client, so the watcher's preload
+    imports it with an empty default CA file: those contexts trust nothing, the environment is as
+    it was, and any other TLS context of the process loads the system's store as usual."""
+    import subprocess
+    import sys
+
+    code = """if True:
+        import os, ssl
+        before = os.environ.get("SSL_CERT_FILE")
+        from msgsrv.watcher import prefork
+        done = prefork.preload(["http"])
+        import aiohttp.connector as c
+        print(int("aiohttp.web" in done), len(c._SSL_CONTEXT_VERIFIED.get_ca_certs()),
+              int(os.environ.get("SSL_CERT_FILE") == before), len(ssl.create_default_context().get_ca_certs()))
+    """
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    preloaded, aiohttp_cas, env_kept, default_cas = map(int, r.stdout.split())
+    assert preloaded == 1 and aiohttp_cas == 0 and env_kept == 1
+    if default_cas == 0:
+        pytest.skip("this machine has no system CA bundle: nothing to tell apart")
+    assert default_cas > 0
