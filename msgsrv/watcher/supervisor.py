@@ -241,7 +241,8 @@ class Supervisor:
         exits = [self._exited[k.pid] for k in spawned if k.pid in self._exited]
         if len(exits) < len(spawned):
             raise ops.StartFailed("exited during start-up")
-        if futs:
+        if futs or any(k.registered for k in spawned):
+            # registrations (a worker may have registered already, while the others were spawned)
             waiting = set(futs)
             while waiting:
                 timeout = ready_by - time.monotonic()
