@@ -41,7 +41,6 @@ def __getattr__(name: str):
 def start(components: tuple[str, ...]) -> int:
     from msgsrv import messages as M
     from msgsrv.cli.console import progress
-    from msgsrv.cli.supervise_here import resolve_names
     from msgsrv.control.client import WatcherClient, WatcherNotAnswering, WatcherUnavailable, running_watcher
     from msgsrv.errors import UsageError
     from msgsrv.paths import ServerRoot
@@ -50,8 +49,11 @@ def start(components: tuple[str, ...]) -> int:
     ha = bool(args) and args[0] == "ha"
     if ha:
         args = args[1:]
-    names = resolve_names(args, PROG)
-    names = [n for n in names if n != "watcher"]
+    names: list[str] = []  # none: every enabled component (the watcher's to find)
+    if args:  # the component table (dataclasses, ~5 ms) only when names are given
+        from msgsrv.cli.supervise_here import resolve_names
+
+        names = [n for n in resolve_names(args, PROG) if n != "watcher"]
     root = ServerRoot.from_env().ensure()
     if running_watcher(root) is None and not _watcher_enabled(root):
         if ha:
