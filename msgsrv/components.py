@@ -4,8 +4,9 @@ Start order is SPEC §2 (watcher, ens, store, imap, pop, http, sched, dispatcher
 mmp) with cert placed after pop as in the 6.3 usage list; stop order is the reverse, watcher last.
 
 The watcher "is aware of any dependencies the other services have" (the manuals): `after` names
-what a component needs started before it (ens before store; the store, with its status check,
-before its clients; everything the scheduler probes before it; imap and pop before mmp). A start
+what a component needs started before it (the store, with its status check, before its clients;
+ens, to which it publishes, before the dispatcher; everything the scheduler probes before it; imap
+and pop before mmp; ens, store and cert need nothing, so they start at once). A start
 of several components runs the ones that do not wait for each other together, and shows their
 lines in start order all the same (operations.op_start).
 """
@@ -34,7 +35,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component("ens", "enpd", "local.ens.enable", (("ens", "local.ens.port"),), None,
               probes=("ens",)),
     Component("store", "stored", "local.store.enable", (("store", "local.store.port"),), "store",
-              probes=("store",), after=("ens",)),
+              probes=("store",)),
     Component("imap", "imapd", "service.imap.enable",
               (("imap", "service.imap.port"), ("imaps", "service.imap.sslport")), "store",
               workers="service.imap.numprocesses", probes=("imap", "imaps"), after=("store",)),
@@ -49,7 +50,7 @@ COMPONENTS: tuple[Component, ...] = (
               probes=("sched",), after=("ens", "store", "imap", "pop", "cert", "http")),
     Component("dispatcher", "dispatcher", "local.imta.enable",
               (("smtp", "service.smtp.port"), ("lmtp", "service.lmtp.port"), ("smtps", "service.smtp.sslport")),
-              "dispatcher", probes=("smtp", "lmtp", "smtps"), after=("store",)),
+              "dispatcher", probes=("smtp", "lmtp", "smtps"), after=("ens", "store")),
     Component("job_controller", "job_controller", "local.imta.enable",
               (("job_controller", "local.job_controller.port"),), "job_controller",
               probes=("job_controller",), after=("store",)),

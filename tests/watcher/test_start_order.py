@@ -49,6 +49,20 @@ def test_the_store_is_up_before_its_clients_are_spawned(suite, cli):
     assert starting_lines(r.stdout) == ["Starting store", "Starting imap", "Starting pop"]
 
 
+def test_ens_and_the_store_start_together_and_the_dispatcher_after_both(suite, cli):
+    """The store needs nothing started before it; the dispatcher publishes to ens and delivers into
+    the store, so it waits for both."""
+    suite.configure(components=("ens", "store", "dispatcher"),
+                    args={"ens": DELAY, "store": DELAY, "dispatcher": DELAY})
+    r = cli("start-msg", timeout=60)
+    assert r.returncode == 0, r.stderr
+    ens, store, dispatcher = (started_at(suite, c) for c in ("ens", "store", "dispatcher"))
+    assert abs(ens - store) < 0.3
+    assert dispatcher - ens >= 0.5 and dispatcher - store >= 0.5
+    assert starting_lines(r.stdout) == ["Starting ens", "Starting store", "Starting dispatcher",
+                                        "Starting job_controller"]
+
+
 def test_a_failed_dependency_does_not_keep_the_others_down(suite, cli):
     """As a start one after the other never did: the store fails, imap and pop start anyway, and
     start-msg names the failure."""
