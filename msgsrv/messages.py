@@ -28,6 +28,7 @@ EXITED_CLEANLY = "{c} server {pid} exited after unregistering"
 
 # -- added after 0.1.0 (issues 10 and 11) ------------------------------------------------------------
 PREVIOUS_DIED = "watcher process {pid} (previous) ended unexpectedly; adopting ..."
+START_RESUMED = "resuming the start the previous watcher had not finished: {names}"
 NOT_RESPONDING = "{svc} server is not responding: {detail} (reported by {by})"
 CONFIG_BROKEN = "{reason}; keeping the last configuration that parsed"
 CONFIG_FIXED = "{path} parses again; using it"

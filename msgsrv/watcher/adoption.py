@@ -37,6 +37,7 @@ def adopt(sup: Supervisor, restore: bool = False) -> list[str]:
         comp = sup.comps[c]
         f = facts.get(c) or {}
         comp.wanted = bool(f.get("wanted")) if restore else False
+        comp.start_pending = comp.wanted and bool(f.get("start_pending"))
         comp.last_exit = f.get("last_exit")
         path = sup.root.pid_file(c)
         dead = []
@@ -50,6 +51,7 @@ def adopt(sup: Supervisor, restore: bool = False) -> list[str]:
             state = State.FATAL if f.get("state") == State.FATAL.value else State.RUNNING
             sup.enter(c, state, f.get("reason"))  # STOPPED -> RUNNING: re-adopted (FATAL: a hung one)
             comp.wanted = True
+            comp.start_pending = False  # it runs: its start was under way, and it lives
             adopted.append(c)
             sup.log(M.ADOPTED.format(c=c, pid=" ".join(str(k.pid) for k in comp.procs)))
         elif restore and f.get("state") in (State.EXITED.value, State.FATAL.value):
@@ -80,9 +82,15 @@ def resume(sup: Supervisor, pending: list[dict], lost: dict[str, list[int]]) -> 
         for m in members:
             sup.settle(m, State.BACKOFF)
         sup.ops.submit(lambda r=r: ops.op_restart(sup, r), f"restart {unit}")
+    unstarted = []
     for c in START_ORDER:
         comp = sup.comps[c]
         if comp.procs or not comp.wanted or c in covered or comp.state in GIVEN_UP:
+            continue
+        if comp.start_pending and not lost.get(c):
+            # the previous watcher died before its start of C spawned anything: nothing has run or
+            # failed, so no failure and no restart; the start is finished instead
+            unstarted.append(c)
             continue
         pid = (lost.get(c) or [None])[0]
         comp.last_exit = {"pid": pid, "status": None, "how": ch.describe(None), "time": time.time()}
@@ -91,3 +99,7 @@ def resume(sup: Supervisor, pending: list[dict], lost: dict[str, list[int]]) -> 
         sup.failure(c, "exit", line, f"{line} (while no watcher was running)", pid=pid)
         for r in sup.pending.get(BY_NAME[c].unit or "", []):
             covered |= r.members  # its unit's restart covers the other members too
+    unstarted = [c for c in unstarted if c not in covered]  # a restart of its unit starts it anyway
+    if unstarted:
+        sup.log(M.START_RESUMED.format(names=" ".join(unstarted)))
+        sup.ops.submit(lambda: ops.op_start(sup, unstarted, ops.Out(sup.log)), "start")

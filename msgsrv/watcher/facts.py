@@ -23,6 +23,8 @@ class Comp:
     since: float = field(default_factory=time.time)  # when it entered its state
     reason: str | None = None  # why it is BACKOFF/EXITED/FATAL
     last_exit: dict | None = None  # {"pid", "status", "how", "time"} of its last unexpected exit
+    start_pending: bool = False  # wanted by a start that has not spawned it yet (saved: a watcher
+    #                              that dies meanwhile leaves a start to finish, not a failure)
 
 
 @dataclass(eq=False)

@@ -385,6 +385,7 @@ async def op_start(sup: Supervisor, names: list[str], out: Out) -> list[str]:
         try:
             return await start_component(sup, c, part)
         finally:
+            sup.start_begun(c)  # spawned, or ended without: nothing left for a next watcher to finish
             part.finish()
 
     loop = asyncio.get_running_loop()

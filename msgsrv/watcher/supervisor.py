@@ -133,6 +133,14 @@ class Supervisor:
         if self.comps[c].wanted != wanted:
             self.comps[c].wanted = wanted
             self.save_soon()
+        if not wanted:
+            self.start_begun(c)
+
+    def start_begun(self, c: str) -> None:
+        """C's start has spawned it, or has ended without: no longer a start to finish."""
+        if self.comps[c].start_pending:
+            self.comps[c].start_pending = False
+            self.save_soon()
 
     # -- config --------------------------------------------------------------------------------------
     def seed_config(self, overrides: dict[str, str]) -> None:
@@ -157,6 +165,7 @@ class Supervisor:
         """A process of ours exists: record it before anything else can fail (issue 10)."""
         self._track(child, ready=self.supervised and self.cfg.built_in(child.component))  # built-in servers register when ready
         self.write_pids(child.component)
+        self.start_begun(child.component)
 
     def adopted(self, child: ch.Child) -> None:
         """A process a previous watcher left running is ours now (adoption.py)."""
@@ -459,6 +468,9 @@ class Supervisor:
         self.journal.add("request", detail="start " + " ".join(names), by=by)
         for c in names:
             self.want(c, True)
+            if not self.comps[c].procs:
+                self.comps[c].start_pending = True  # saved below: see adoption.resume
+        self.save_soon()
         return self.ops.submit(lambda: ops.op_start(self, names, out), "start")
 
     def request_stop(self, names: list[str], out: ops.Out, force: bool = False, by: str | None = None) -> asyncio.Future:
@@ -504,7 +516,8 @@ class Supervisor:
     def save_now(self) -> None:
         self._save_handle = None
         comps = {c: {"wanted": k.wanted, "state": k.state.value if k.state in GIVEN_UP else None,
-                     "reason": k.reason, "last_exit": k.last_exit} for c, k in self.comps.items()}
+                     "reason": k.reason, "last_exit": k.last_exit, "start_pending": k.start_pending}
+                 for c, k in self.comps.items()}
         pending = [{"unit": r.unit, "members": sorted(r.members), "cause": r.cause, "hung": sorted(r.hung)}
                    for q in self.pending.values() for r in q]
         config = self.cfg.overrides() if self.cfg.good else None

@@ -83,3 +83,50 @@ def test_every_dependency_comes_earlier_in_the_start_order():
     for c in START_ORDER:
         for d in BY_NAME[c].after:
             assert START_ORDER.index(d) < START_ORDER.index(c), (c, d)
+
+
+def test_a_watcher_killed_during_a_start_leaves_a_start_to_finish_not_failures(suite, cli, root):
+    """The worst moment: the watcher dies after the admin's start was accepted, while the store
+    is starting and imap and pop wait for it. Nothing of imap and pop has run, so nothing has
+    failed: the next watcher finishes the start (no restart, no made-up exit, the budget intact),
+    and adopts the store that was already running."""
+    import json
+    import os
+    import signal
+    import subprocess
+
+    from msgsrv import messages as M
+    from tests.watcher.conftest import command_path, wait_for
+
+    suite.configure(components=("store", "imap", "pop"), args={"store": "--delay 3"},
+                    **{"local.autorestart.timeout": "600"})
+    first = subprocess.Popen([command_path("start-msg")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        state = root.run_dir / "supervision.json"
+
+        def waiting() -> bool:  # the store spawned, imap and pop wanted but not yet started (saved)
+            try:
+                comps = json.loads(state.read_text())["components"]
+            except (OSError, ValueError, KeyError):
+                return False
+            return bool(suite.pids("store")) and all(comps[c]["start_pending"] for c in ("imap", "pop"))
+
+        wait_for(waiting, timeout=20)
+        store = suite.pids("store")
+        dead = suite.watcher_pid()
+        os.kill(dead, signal.SIGKILL)
+        assert first.wait(timeout=20) != 0  # its watcher went away under it
+    finally:
+        if first.poll() is None:
+            first.kill()
+    r = cli("start-msg", timeout=60)
+    assert r.returncode == 0, r.stderr
+    st = wait_for(lambda: (s := suite.status()) and all(s[c]["state"] == "RUNNING" for c in ("store", "imap", "pop"))
+                  and s, timeout=20)
+    assert st["store"]["pids"] == store  # adopted, not restarted
+    for c in ("store", "imap", "pop"):
+        assert st[c]["restarts"] == 0 and st[c]["last_exit"] is None, st[c]
+    lines = suite.log_lines()
+    assert M.PREVIOUS_DIED.format(pid=dead) in lines
+    assert M.START_RESUMED.format(names="imap pop") in lines
+    assert M.NOT_RUNNING.format(c="imap") not in lines and "Received request to restart" not in suite.log()
