@@ -82,11 +82,16 @@ def cert_paths(root: ServerRoot, config, make: bool = True) -> tuple[Path, Path]
     return crt, k
 
 
+def _lock_path(crt: Path) -> Path:
+    """The lock ensure_self_signed holds while it makes the pair (one for every process of a root)."""
+    return crt.parent / ".lock"
+
+
 def _wait_for_maker(crt: Path) -> None:
     """Wait (at most MAKE_TIMEOUT) while another process holds the lock of ensure_self_signed: the
     pair it is making is then there to use, and this server need not make one of its own."""
     try:
-        fd = os.open(crt.parent / ".lock", os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(_lock_path(crt), os.O_RDWR | os.O_CLOEXEC)
     except OSError:
         return  # nobody has made or is making one
     try:
@@ -201,7 +206,7 @@ def ensure_self_signed(root: ServerRoot, hostname: str | None = None) -> tuple[P
     """
     crt, key = default_paths(root)
     crt.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    lock = os.open(crt.parent / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    lock = os.open(_lock_path(crt), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _fresh(crt, key):
