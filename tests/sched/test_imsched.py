@@ -77,7 +77,9 @@ def test_seconds_schedule_runs_repeatedly_and_sighup_switches_it(root, imsched):
     assert len(lines(a)) == n  # ...and none of the old command: it is gone
     assert p.poll() is None  # reloaded, not restarted
     text = log(root)
-    assert text.count("imsched Info: schedule loaded: ") == 2
+    # at start, then on the change: the SIGHUP, and the loop's own look at config/msg.toml when it
+    # saw the new file before the signal came (both reload; neither restarts)
+    assert text.count("imsched Info: schedule loaded: ") in (2, 3)
     assert "imsched Info: task tick (pid " in text and "exited with status 0" in text
 
 
