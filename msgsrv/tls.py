@@ -11,10 +11,13 @@ certificate.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import fcntl
+import hashlib
 import os
+import re
 import socket
 import ssl
 import sys
@@ -37,7 +40,7 @@ class TlsError(Exception):
 @dataclass(frozen=True)
 class CertInfo:
     path: Path
-    subject: str  # RFC 4514 form, e.g. "CN=mail.example.org,O=msgsrv self-signed"
+    subject: str  # RFC 4514 form (the last RDN first), e.g. "O=msgsrv self-signed,CN=mail.example.org"
     not_after: datetime.datetime  # UTC
     self_signed: bool
     sha256: str  # fingerprint, hex with colons
@@ -129,20 +132,33 @@ def _make_in_child(root: ServerRoot) -> None:
         raise TlsError(f"unable to make the self-signed certificate: {why}")
 
 
-def _make_in_fork(root: ServerRoot) -> None:
+def ensure_self_signed_apart(root: ServerRoot) -> None:
+    """ensure_self_signed, the pair made (when it must be) in a forked child that imports the
+    cryptography package itself: certd, which calls this on every start, checks the pair with the
+    standard library and never keeps cryptography (~14 MB, issue 14) for the rest of its life.
+    The caller has no other thread (one holding a module's import lock at the fork would leave
+    the child's import of it waiting forever)."""
+    crt, key = default_paths(root)
+    if not _fresh(crt, key):
+        _make_in_fork(root, preimport=False)
+
+
+def _make_in_fork(root: ServerRoot, preimport: bool = True) -> None:
     """ensure_self_signed in a forked child of this process, which has cryptography imported
-    already: the key and certificate are made without an interpreter start, and the memory they
-    take (OpenSSL's, the builder's modules) ends with the child, as for _make_in_child."""
+    already (or, not PREIMPORT, which imports it in the child): the key and certificate are made
+    without an interpreter start, and the memory they take (OpenSSL's, the builder's modules)
+    ends with the child, as for _make_in_child."""
     import ipaddress  # noqa: F401
     import select
     import signal
 
-    # what the child imports, imported before the fork: a thread of ours that held a module's lock
-    # at the fork could not release it in the child (not preloaded by the watcher: only the first
-    # server of a new server root needs them, and every cold start would pay for them)
-    from cryptography.hazmat.primitives import serialization  # noqa: F401
-    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: F401
-    from cryptography.x509 import oid  # noqa: F401
+    if preimport:
+        # what the child imports, imported before the fork: a thread of ours that held a module's
+        # lock at the fork could not release it in the child (not preloaded by the watcher: only
+        # the first server of a new server root needs them, and every cold start would pay for them)
+        from cryptography.hazmat.primitives import serialization  # noqa: F401
+        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: F401
+        from cryptography.x509 import oid  # noqa: F401
 
     r, w = os.pipe()
     pid = os.fork()
@@ -176,16 +192,68 @@ def _make_in_fork(root: ServerRoot) -> None:
 
 
 def certificate_info(path: Path) -> CertInfo:
-    """Facts about the PEM certificate at PATH; raises TlsError when it cannot be read."""
+    """Facts about the (first) PEM certificate at PATH; raises TlsError when it cannot be read.
+
+    Read with the standard library's OpenSSL (ssl), not the cryptography package: certd checks its
+    certificate for every change of the files and would otherwise keep cryptography (~14 MB) in
+    memory for its whole life only to read a date and a name (issue 14)."""
+    try:
+        text = Path(path).read_text("ascii", "replace")
+    except OSError as e:
+        raise TlsError(f"unable to read certificate {path}: {e.strerror or e}") from None
+    pem = _PEM.search(text)
+    decode = getattr(ssl._ssl, "_test_decode_cert", None)  # noqa: SLF001 - CPython's since 2.7
+    try:
+        if pem is None:
+            raise ValueError("no PEM certificate in the file")
+        der = base64.b64decode(pem.group(1), validate=False)
+        if decode is None:
+            return _certificate_info_cryptography(Path(path), pem.group(0).encode())
+        facts = decode(str(path))  # OpenSSL's PEM reader: the first certificate, as the regex
+        not_after = datetime.datetime.fromtimestamp(ssl.cert_time_to_seconds(facts["notAfter"]), datetime.UTC)
+    except (OSError, ValueError, KeyError, ssl.SSLError) as e:
+        raise TlsError(f"unable to read certificate {path}: {getattr(e, 'strerror', None) or e}") from None
+    digest = hashlib.sha256(der).hexdigest()
+    return CertInfo(Path(path), rfc4514(facts["subject"]), not_after, facts["issuer"] == facts["subject"],
+                    ":".join(digest[i:i + 2] for i in range(0, len(digest), 2)))
+
+
+_PEM = re.compile(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
+# RFC 4514's short names (the ones the cryptography package prints too); other attributes keep
+# OpenSSL's name for them (emailAddress, serialNumber, ...)
+_SHORT = {"commonName": "CN", "localityName": "L", "stateOrProvinceName": "ST", "organizationName": "O",
+          "organizationalUnitName": "OU", "countryName": "C", "streetAddress": "STREET",
+          "domainComponent": "DC", "userId": "UID"}
+
+
+def rfc4514(name: tuple) -> str:
+    """A name as ssl decodes it (a tuple of RDNs, each a tuple of (attribute, value)) in RFC 4514
+    form: the last RDN first, multi-valued RDNs joined with '+', special characters escaped."""
+    return ",".join("+".join(f"{_SHORT.get(k, k)}={_escape(v)}" for k, v in rdn) for rdn in reversed(name))
+
+
+def _escape(value: str) -> str:
+    """RFC 4514 section 2.4."""
+    if not value:
+        return ""
+    for c in '\\"+,;<>':
+        value = value.replace(c, "\\" + c)
+    value = value.replace("\0", "\\00")
+    if value[0] in "# ":
+        value = "\\" + value
+    if value[-1] == " " and not value.endswith("\\ "):
+        value = value[:-1] + "\\ "
+    return value
+
+
+def _certificate_info_cryptography(path: Path, pem: bytes) -> CertInfo:
+    """certificate_info with the cryptography package: for an interpreter without ssl's decoder."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
-    try:
-        cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
-    except (OSError, ValueError) as e:
-        raise TlsError(f"unable to read certificate {path}: {getattr(e, 'strerror', None) or e}") from None
+    cert = x509.load_pem_x509_certificate(pem)
     digest = cert.fingerprint(hashes.SHA256()).hex()
-    return CertInfo(Path(path), cert.subject.rfc4514_string(), cert.not_valid_after_utc,
+    return CertInfo(path, cert.subject.rfc4514_string(), cert.not_valid_after_utc,
                     cert.issuer == cert.subject, ":".join(digest[i:i + 2] for i in range(0, len(digest), 2)))
 
 

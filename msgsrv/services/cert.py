@@ -23,6 +23,7 @@ import os
 
 from msgsrv import tls
 from msgsrv.services.base import HealthService, HealthSession
+from msgsrv.watcher import prefork
 
 
 class CertSession(HealthSession):
@@ -57,7 +58,11 @@ class CertService(HealthService):
         # issue 13: the cert component creates the suite's certificate on first start, before it
         # accepts connections (so a client of its port finds the certificate made)
         if not any(tls.configured(self.config)):
-            tls.ensure_self_signed(self.root)
+            # made (when missing or near its end) in a fork that imports cryptography itself: certd
+            # checks the pair with the standard library and never keeps that package (issue 14).
+            # The fork is made once this server's only other thread, the cgroup join, is done.
+            await prefork.cgroup_joined_soon()
+            tls.ensure_self_signed_apart(self.root)
         problem = self.problem()
         if problem:
             self.log(f"certificate problem: {problem}", "Error")

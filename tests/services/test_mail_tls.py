@@ -102,6 +102,36 @@ def test_self_signed_certificate_near_its_end_is_made_again(tmp_path):
     assert tls.certificate_info(crt).days_left() > 800
 
 
+def test_certd_renews_a_pair_near_its_end_without_keeping_cryptography(mailroot):
+    """A self-signed pair 10 days from its end: certd's start makes a new one (in a fork that
+    imports cryptography), and certd itself never maps the package."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    crt, key = tls.default_paths(mailroot.root)
+    crt.parent.mkdir(parents=True, exist_ok=True)
+    pkey = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old")])
+    now = datetime.datetime.now(datetime.UTC)
+    old = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(pkey.public_key())
+           .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+           .not_valid_after(now + datetime.timedelta(days=10)).sign(pkey, hashes.SHA256()))
+    key.write_bytes(pkey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    crt.write_bytes(old.public_bytes(serialization.Encoding.PEM))
+    assert tls.certificate_info(crt).days_left() in (9, 10)
+    proc = mailroot.spawn("cert")
+    info = tls.certificate_info(crt)
+    assert info.days_left() > 800 and info.subject != "CN=old"
+    with Conn(mailroot.port("local.cert.port")) as c:
+        assert c.line() == b"* OK certd ready"
+        assert f"sha256={info.sha256}" in c.ask("STATUS").decode()
+    with open(f"/proc/{proc.pid}/maps") as f:
+        assert "cryptography" not in f.read()
+
+
 def test_a_server_whose_certificate_cannot_load_fails_to_start_with_status_1(mailroot, tmp_path):
     ConfigStore(mailroot.root.config_file).update({"local.cert.file": str(tmp_path / "no.pem"),
                                                    "local.cert.key": str(tmp_path / "no.key")})

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import socket
 import stat
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -134,3 +137,86 @@ def test_a_server_waits_for_the_pair_another_process_is_making(tmp_path, monkeyp
     t.join(10)
     assert got and got[0][0] == (crt, key) and got[0][1] >= 0.3
     assert made == [] and crt.read_bytes() == cert_pem
+
+
+# -- certificate_info: the standard library's reading agrees with the cryptography package's -------
+def _certificate(subject, issuer=None, days=30):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pkey = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer or subject)
+            .public_key(pkey.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=days))
+            .sign(pkey, hashes.SHA256()))
+    return cert, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _expected(cert):
+    from cryptography.hazmat.primitives import hashes
+
+    digest = cert.fingerprint(hashes.SHA256()).hex()
+    return (cert.subject.rfc4514_string(), cert.not_valid_after_utc, cert.issuer == cert.subject,
+            ":".join(digest[i:i + 2] for i in range(0, len(digest), 2)))
+
+
+def _names():
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    a = x509.NameAttribute
+    yield x509.Name([a(NameOID.COMMON_NAME, "mail.example.org"), a(NameOID.ORGANIZATION_NAME, "msgsrv self-signed")])
+    yield x509.Name([a(NameOID.COUNTRY_NAME, "JP"), a(NameOID.STATE_OR_PROVINCE_NAME, "Tōkyō"),
+                     a(NameOID.LOCALITY_NAME, "Chiyoda, 1-1"), a(NameOID.ORGANIZATIONAL_UNIT_NAME, "a+b;c<d>e\"f\\g"),
+                     a(NameOID.COMMON_NAME, "#leading and trailing ")])
+    yield x509.Name([x509.RelativeDistinguishedName([a(NameOID.COMMON_NAME, "multi"),
+                                                     a(NameOID.ORGANIZATION_NAME, "valued")]),
+                     x509.RelativeDistinguishedName([a(NameOID.DOMAIN_COMPONENT, "org")])])
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_certificate_info_reads_what_the_cryptography_package_reads(tmp_path, index):
+    subject = list(_names())[index]
+    cert, pem = _certificate(subject)
+    path = tmp_path / "c.pem"
+    path.write_bytes(pem)
+    info = tls.certificate_info(path)
+    assert (info.subject, info.not_after, info.self_signed, info.sha256) == _expected(cert)
+    assert info.path == path and info.days_left() in (29, 30)
+
+
+def test_certificate_info_reads_the_first_certificate_of_a_chain_after_other_text(tmp_path):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    leaf, leaf_pem = _certificate(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "leaf")]),
+                                  issuer=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ca")]), days=90)
+    _, ca_pem = _certificate(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ca")]), days=900)
+    path = tmp_path / "chain.pem"
+    path.write_bytes(b"subject=CN = leaf\nissuer=CN = ca\n" + leaf_pem + ca_pem)
+    info = tls.certificate_info(path)
+    assert (info.subject, info.not_after, info.self_signed, info.sha256) == _expected(leaf)
+    assert not info.self_signed
+
+
+@pytest.mark.parametrize("content", [None, b"", b"not a certificate\n",
+                                     b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"])
+def test_certificate_info_says_which_file_it_cannot_read(tmp_path, content):
+    path = tmp_path / "bad.pem"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(tls.TlsError, match=r"unable to read certificate .*bad\.pem"):
+        tls.certificate_info(path)
+
+
+def test_certificate_info_does_not_import_cryptography(tmp_path):
+    root = ServerRoot(tmp_path)
+    crt, _ = tls.ensure_self_signed(root)
+    code = ("import sys; from msgsrv import tls; i = tls.certificate_info(sys.argv[1]); "
+            "print(i.subject, i.days_left(), 'cryptography' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, str(crt)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-2:] == [str(tls.certificate_info(crt).days_left()), "False"]
+    assert r.stdout.startswith("O=msgsrv self-signed,CN=")  # RFC 4514: the last RDN first

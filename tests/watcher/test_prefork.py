@@ -236,6 +236,34 @@ def test_issue_14_a_forked_server_runs_in_its_own_cgroup_where_the_watcher_makes
     assert cgroup.of_pid(fresh) == group  # the restarted one joined the same, emptied cgroup
 
 
+def test_issue_14_a_forked_certd_makes_the_pair_of_a_new_root_without_keeping_cryptography(builtin):
+    """certd (forked, with its cgroup-joining thread) makes the self-signed pair in a fork of its
+    own that imports cryptography; certd itself reads the pair with the standard library, so the
+    package (~14 MB of its own pages) is never in it: not mapped, and STATUS still tells the
+    fingerprint and the end date."""
+    from msgsrv import tls
+
+    builtin.configure()
+    port = free_ports(1)[0]
+    builtin.set({"local.cert.enable": "yes", "local.cert.port": str(port)})
+    crt, _ = tls.default_paths(builtin.root)
+    assert not crt.exists()
+    builtin.start()
+    certd = builtin.pids("cert")[0]
+    assert exec_record(certd).get("MSGSRV_COMPONENT") is None  # forked, not exec'd
+    info = tls.certificate_info(crt)
+    assert info.self_signed and info.days_left() > 800
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        f = s.makefile("rwb")
+        assert f.readline() == b"* OK certd ready\r\n"
+        f.write(b"STATUS\r\n")
+        f.flush()
+        status = f.readline().decode()
+    assert f"sha256={info.sha256}" in status and f"expires={info.not_after:%Y-%m-%d}" in status
+    with open(f"/proc/{certd}/maps") as maps:
+        assert "cryptography" not in maps.read()
+
+
 def test_the_preload_imports_aiohttp_without_loading_the_system_trust_store():
     """aiohttp makes its client's default TLS contexts (the system CA bundle, ~25 ms each) when
     imported; the suite serves with aiohttp and never uses its client, so the watcher's preload
