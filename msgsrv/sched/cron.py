@@ -7,6 +7,7 @@ restricted, BOTH must match (croniter's day_or=False), unlike cron's OR rule.
 from __future__ import annotations
 
 import shlex
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,18 +23,14 @@ class Schedule:
         """The first run time strictly after AFTER (an aware or naive datetime)."""
         if self.every is not None:
             return after + timedelta(seconds=self.every)
-        from croniter import croniter
-
-        return croniter(self.cron, after, day_or=False).get_next(datetime)
+        return _croniter()(self.cron, after, day_or=False).get_next(datetime)
 
     def longest_gap(self, horizon_days: int = 400, max_runs: int = 3000) -> float:
         """Longest time in seconds between two runs, looked at over HORIZON_DAYS or MAX_RUNS."""
         if self.every is not None:
             return float(self.every)
-        from croniter import croniter
-
         start = datetime(2026, 1, 1, tzinfo=UTC)
-        it = croniter(self.cron, start, day_or=False)
+        it = _croniter()(self.cron, start, day_or=False)
         prev = it.get_next(datetime)
         end = prev + timedelta(days=horizon_days)
         gap = 0.0
@@ -44,6 +41,35 @@ class Schedule:
                 break
             prev = nxt
         return gap
+
+
+def _croniter():
+    """croniter's class, imported without the subprocess croniter's import runs.
+
+    croniter (6.0 and later) calls platform.architecture() when it is imported, to tell a 32-bit
+    interpreter; for the running interpreter that runs `file -b` on it in a subprocess (a fork of
+    the importing process and an exec: 12-45 ms here, on imsched's start, the last of a suite's
+    start, and in every configutil that checks a schedule). While croniter is imported, that one
+    question is answered from struct (pointer size), as platform itself does when `file` is
+    missing; any other call goes to the real function, which is put back at once."""
+    module = sys.modules.get("croniter")
+    if module is None:
+        import platform
+        import struct
+
+        real = platform.architecture
+
+        def architecture(executable=sys.executable, bits="", linkage=""):
+            if executable == sys.executable:
+                return f"{struct.calcsize('P') * 8}bit", linkage
+            return real(executable, bits, linkage)
+
+        platform.architecture = architecture
+        try:
+            import croniter as module
+        finally:
+            platform.architecture = real
+    return module.croniter
 
 
 _CRON_CHARS = set("0123456789*,-/")
@@ -86,7 +112,7 @@ def parse(text: str, default_command: tuple[str, ...] | None = None) -> Schedule
         raise ValueError("expected 5 crontab fields and a command (min hour dom month dow command), "
                          "or seconds and a command")
     cron = " ".join(fields[:5])
-    from croniter import croniter
+    croniter = _croniter()
 
     if not croniter.is_valid(cron):
         raise ValueError(f"invalid crontab fields '{cron}'")

@@ -36,3 +36,27 @@ def test_plain_seconds():
 def test_bad_schedules_raise_value_error(text):
     with pytest.raises(ValueError):
         parse(text)
+
+
+def test_parsing_a_schedule_starts_no_process():
+    """croniter's import asks platform.architecture(), which runs `file` on the interpreter in a
+    subprocess (12-45 ms of imsched's start); msgsrv imports it without that, in a fresh
+    interpreter as imsched and configutil do, and puts platform.architecture back."""
+    import subprocess
+    import sys
+
+    code = """
+import platform, sys
+spawned = []
+sys.addaudithook(lambda event, args: spawned.append((event, args)) if event in (
+    "subprocess.Popen", "os.posix_spawn", "os.fork", "os.exec") else None)
+real = platform.architecture
+from msgsrv.sched.cron import parse
+s = parse("*/5 * * * * lib/msprobe")
+assert "croniter" in sys.modules and platform.architecture is real
+assert s.longest_gap() == 300.0
+print(spawned)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
