@@ -49,6 +49,10 @@ class Round:
         r = self.cli("configutil", "-i", str(f))
         assert r.returncode == 0, r.stderr
 
+    def start_msg(self, what: str) -> None:
+        r = self.cli("start-msg", timeout=120)
+        assert r.returncode == 0, f"{what}: start-msg {r.returncode}: {r.stdout}{r.stderr}"
+
     def background(self, cmd: str) -> subprocess.Popen:
         return subprocess.Popen([command_path(cmd)], env=dict(os.environ, MSGSRV_BASE=str(self.base)),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -148,8 +152,7 @@ def killed_in_start(rd: Round, rng: random.Random, what: str) -> None:
         time.sleep(rng.choice((0, 0, 0.001, 0.005)))
         rd.kill_watcher()
         proc.wait(timeout=60)
-        r = rd.cli("start-msg", timeout=120)
-        assert r.returncode == 0, f"{what}: start-msg {r.returncode}: {r.stdout}{r.stderr}"
+        rd.start_msg(what)
         rd.check_running({}, what)
         rd.stop_leaves_nothing(what)
     finally:
@@ -160,15 +163,13 @@ def killed_in_stop(rd: Round, rng: random.Random, what: str) -> None:
     target, then = rng.choice(COMPONENTS), rng.choice(("start-msg", "stop-msg"))
     what += f": watcher killed once {target}'s record was gone, then {then}"
     try:
-        r = rd.cli("start-msg", timeout=120)
-        assert r.returncode == 0, r.stdout + r.stderr
+        rd.start_msg(what)
         proc = rd.background("stop-msg")
         rd.until(lambda: rd.record(target) is None)
         rd.kill_watcher()
         proc.wait(timeout=60)
         if then == "start-msg":
-            r = rd.cli("start-msg", timeout=120)
-            assert r.returncode == 0, f"{what}: start-msg {r.returncode}: {r.stdout}{r.stderr}"
+            rd.start_msg(what)
             rd.check_running({}, what)  # every stop was asked for: no failure to count
         rd.stop_leaves_nothing(what)
     finally:
@@ -179,8 +180,7 @@ def killed_in_restart(rd: Round, rng: random.Random, what: str) -> None:
     target, phase = rng.choice(GROUP), rng.choice(("gone", "new"))
     what += f": imapd killed, then the watcher once {target}'s record was {phase}"
     try:
-        r = rd.cli("start-msg", timeout=120)
-        assert r.returncode == 0, r.stdout + r.stderr
+        rd.start_msg(what)
         old = rd.record(target)
         os.kill(rd.record("imap"), signal.SIGKILL)
         if phase == "gone":
@@ -189,8 +189,7 @@ def killed_in_restart(rd: Round, rng: random.Random, what: str) -> None:
             rd.until(lambda: rd.record(target) not in (None, old))
         rd.kill_watcher()
         time.sleep(rng.uniform(0, 0.2))
-        r = rd.cli("start-msg", timeout=120)
-        assert r.returncode == 0, f"{what}: start-msg {r.returncode}: {r.stdout}{r.stderr}"
+        rd.start_msg(what)
         # one failure (imapd's), so one restart of the unit: not 0 (the failure lost), not 2
         # (the restart the dead watcher had begun counted again)
         rd.check_running(dict.fromkeys(GROUP, 1), what)
