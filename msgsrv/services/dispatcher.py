@@ -375,8 +375,10 @@ class DispatcherService(Service):
         self.ens_writer: asyncio.StreamWriter | None = None
         self.ens_retry_at = 0.0
         self.ens_enabled = self.config.get_bool("local.ens.enable")
-        self._users: tuple[tuple, frozenset[str]] = ((), frozenset())
-        self._domains: tuple[tuple, frozenset[str]] = ((), frozenset())
+        # (stamp of the file when read, what was read); None: not read yet. Not (): that is the stamp
+        # of a missing file, and a fresh server root has no config file (every domain was refused)
+        self._users: tuple[tuple | None, frozenset[str]] = (None, frozenset())
+        self._domains: tuple[tuple | None, frozenset[str]] = (None, frozenset())
 
     async def bind(self) -> None:
         from aiosmtpd.lmtp import LMTP
