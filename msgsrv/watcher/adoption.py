@@ -24,9 +24,11 @@ if TYPE_CHECKING:
     from msgsrv.watcher.supervisor import Supervisor
 
 
-def adopt(sup: Supervisor, restore: bool = False) -> list[str]:
+def adopt(sup: Supervisor, restore: bool = False, rebooted: bool = False) -> list[str]:
     """Take over the processes in data/run/*.pid. RESTORE (the previous watcher died): also the
-    budget, the restarts, what was wanted and the last failures, and act on what died meanwhile."""
+    budget, the restarts, what was wanted and the last failures, and act on what died meanwhile.
+    REBOOTED (it died with the system): no process of its records can run, and none failed; what
+    was meant to run is started (read_state keeps nothing else of that boot)."""
     saved = statefile.read_state(sup.root.run_dir) if restore else {}
     if restore:
         sup.budget.restore(saved.get("budget") or {})
@@ -37,7 +39,7 @@ def adopt(sup: Supervisor, restore: bool = False) -> list[str]:
         comp = sup.comps[c]
         f = facts.get(c) or {}
         comp.wanted = bool(f.get("wanted")) if restore else False
-        comp.start_pending = comp.wanted and bool(f.get("start_pending"))
+        comp.start_pending = comp.wanted and (rebooted or bool(f.get("start_pending")))
         comp.last_exit = f.get("last_exit")
         path = sup.root.pid_file(c)
         dead = []
@@ -57,16 +59,16 @@ def adopt(sup: Supervisor, restore: bool = False) -> list[str]:
         elif restore and f.get("state") in (State.EXITED.value, State.FATAL.value):
             comp.down_state = State(f["state"])
             sup.enter(c, comp.down_state, f.get("reason"))
-        if dead:
+        if dead and not rebooted:  # a pid of another boot names nothing that ran in this one
             lost[c] = dead
         sup.write_pids(c)
     if restore:
-        resume(sup, saved.get("pending") or [], lost)
+        resume(sup, saved.get("pending") or [], lost, M.START_AFTER_REBOOT if rebooted else M.START_RESUMED)
     sup.save_soon()
     return adopted
 
 
-def resume(sup: Supervisor, pending: list[dict], lost: dict[str, list[int]]) -> None:
+def resume(sup: Supervisor, pending: list[dict], lost: dict[str, list[int]], starting: str = M.START_RESUMED) -> None:
     """After the previous watcher died: finish the restarts it had granted, and treat a wanted
     member that died while nobody watched as a failure (never lost)."""
     covered: set[str] = set()
@@ -101,5 +103,5 @@ def resume(sup: Supervisor, pending: list[dict], lost: dict[str, list[int]]) -> 
             covered |= r.members  # its unit's restart covers the other members too
     unstarted = [c for c in unstarted if c not in covered]  # a restart of its unit starts it anyway
     if unstarted:
-        sup.log(M.START_RESUMED.format(names=" ".join(unstarted)))
+        sup.log(starting.format(names=" ".join(unstarted)))
         sup.ops.submit(lambda: ops.op_start(sup, unstarted, ops.Out(sup.log)), "start")

@@ -130,10 +130,14 @@ async def _run_locked(root: ServerRoot, ha: bool) -> int:
         loop.add_signal_handler(sig, lambda: sup.shutdown(0, by="signal"))
     loop.add_signal_handler(signal.SIGHUP, sup.cfg.refresh)
     worker = loop.create_task(sup.ops.run())
+    # the previous watcher's record is from another boot: it ended with the system, and so did
+    # every server it ran (not failures; what was meant to run is started again)
+    rebooted = restore and statefile.other_boot(previous.get("boot_id"))
     if restore:
-        sup.log(M.PREVIOUS_DIED.format(pid=previous["pid"]))
-        sup.journal.add("watcher-adopt", pid=previous["pid"], detail=M.PREVIOUS_DIED.format(pid=previous["pid"]))
-    sup.adopt(restore=restore)
+        line = (M.PREVIOUS_REBOOTED if rebooted else M.PREVIOUS_DIED).format(pid=previous["pid"])
+        sup.log(line)
+        sup.journal.add("watcher-adopt", pid=previous["pid"], detail=line)
+    sup.adopt(restore=restore, rebooted=rebooted)
     metrics = None
     metrics_port = sup.cfg.current.get_int("local.watcher.metricsport", 0)
     if 0 < metrics_port < 65536:

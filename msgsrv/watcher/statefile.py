@@ -108,14 +108,29 @@ def state_snapshot(now_mono: float, budget: dict, totals: dict, components: dict
 
 
 def read_state(run_dir: Path) -> dict:
-    """The saved supervision state; budget and pending restarts only when from this boot."""
+    """The saved supervision state. From another boot, only what a reboot keeps: the last good
+    configuration, what was meant to run, what was given up (not the budget, the restarts under
+    way or counted, the last exits or a start under way: they were of processes of that boot)."""
     data = read_json(Path(run_dir) / STATE)
     if not isinstance(data, dict):
         return {}
-    if data.get("boot_id") != boot_id():
-        data.pop("budget", None)
-        data.pop("pending", None)
+    if data.get("boot_id") != boot_id():  # another boot (or a record that does not say)
+        for key in ("budget", "pending", "restarts_total"):
+            data.pop(key, None)
+        for facts in (data.get("components") or {}).values():
+            if isinstance(facts, dict):
+                facts.pop("last_exit", None)
+                facts.pop("start_pending", None)
     return data
+
+
+def other_boot(recorded: str | None) -> bool:
+    """RECORDED (a boot id written with a record) names a boot other than this one: the system
+    has restarted since, and no process of that record can still run. False when either is not
+    known (a record without one): then its processes are looked for, and a missing one is a
+    failure, as it would be in this boot."""
+    current = boot_id()
+    return bool(recorded) and bool(current) and recorded != current
 
 
 def pid_records(path: Path) -> list[dict]:

@@ -43,3 +43,22 @@ def test_the_run_record_names_a_live_watcher_only(tmp_path):
     (tmp_path / statefile.RUN_RECORD).write_text(json.dumps({**me, "create_time": me["create_time"] - 50}))
     assert statefile.live_watcher(tmp_path) is None  # a recycled pid
     assert os.getpid() == me["pid"]
+
+
+def test_state_from_another_boot_keeps_only_what_a_reboot_keeps(tmp_path):
+    comps = {"imap": {"wanted": True, "state": "FATAL", "reason": "gave up", "start_pending": True,
+                      "last_exit": {"pid": 7, "status": -9}}}
+    (tmp_path / statefile.STATE).write_text(json.dumps({"boot_id": "another boot", "restarts_total": {"store": 2},
+                                                        "components": comps, "config": {"local.autorestart": "yes"}}))
+    data = statefile.read_state(tmp_path)
+    assert "restarts_total" not in data and data["config"] == {"local.autorestart": "yes"}
+    assert data["components"] == {"imap": {"wanted": True, "state": "FATAL", "reason": "gave up"}}
+    (tmp_path / statefile.STATE).write_text(json.dumps({"boot_id": statefile.boot_id(), "restarts_total": {"s": 1},
+                                                        "components": comps}))
+    assert statefile.read_state(tmp_path)["components"]["imap"]["last_exit"] == {"pid": 7, "status": -9}
+
+
+def test_other_boot_only_when_both_boot_ids_are_known():
+    assert statefile.other_boot("another boot")
+    assert not statefile.other_boot(statefile.boot_id())
+    assert not statefile.other_boot(None) and not statefile.other_boot("")  # a record that does not say

@@ -1,0 +1,104 @@
+"""After the system restarts, the watcher reports no failure that did not happen.
+
+A watcher and its servers that end with the machine leave their records (data/run/watcher.json,
+supervision.json, the pid files) naming the boot they ran in. The next watcher compares it with
+this boot's id: from another boot, no process of those records can run and none of them failed; it
+says so (`... ended with the system's restart; nothing to adopt`) and starts what was meant to run
+(`starting what was running before the system's restart: ...`), with no restart counted, no last
+exit made up and no budget spent. Within the same boot, everything killed at once is still every
+server's failure (never lost). The reboot is the records' boot id changed, as a real one leaves it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from msgsrv import messages as M
+from tests.conftest import wait_for
+from tests.watcher.conftest import Suite
+from tests.watcher.test_issue_10 import root_processes
+from tests.watcher.test_prefork import STORE, Builtin
+
+OTHER_BOOT = "00000000-1111-2222-3333-444444444444"
+
+
+@pytest.fixture
+def builtin(root, cli):
+    b = Builtin(root, cli)
+    yield b
+    cli("stop-msg", "-f", timeout=60)
+
+
+def kill_everything(suite) -> None:
+    """What a power cut does to the suite's processes: all gone at once, no exit handled."""
+    for p in root_processes(suite.root.base):
+        os.kill(p.pid, signal.SIGKILL)
+    assert wait_for(lambda: not root_processes(suite.root.base), timeout=10)
+
+
+def from_another_boot(suite) -> None:
+    """The records as the killed suite left them, written in another boot."""
+    for name in ("watcher.json", "supervision.json"):
+        path = suite.root.run_dir / name
+        data = json.loads(path.read_text())
+        data["boot_id"] = OTHER_BOOT
+        path.write_text(json.dumps(data))
+
+
+FAILURE_KINDS = ("exit", "exited", "start-failed", "disconnect", "hang", "utility", "restart-queued", "restart-started",
+                 "give-up", "not-restarted")
+
+
+def journal_since_start(suite) -> list[dict]:
+    """The journal's events since the last watcher started."""
+    journal = [json.loads(ln) for ln in (suite.root.run_dir / "journal.jsonl").read_text().splitlines()]
+    return journal[max(i for i, e in enumerate(journal) if e["kind"] == "watcher-start"):]
+
+
+def all_running(suite) -> dict:
+    def up() -> bool:
+        comps = Suite.status(suite)
+        return all(c["state"] == "RUNNING" and c["pids"] for c in comps.values() if c["enabled"])
+
+    assert wait_for(up, timeout=20), Suite.status(suite)
+    return Suite.status(suite)
+
+
+def test_after_a_reboot_what_was_running_is_started_with_no_failure_counted(builtin):
+    builtin.configure()
+    builtin.start()
+    before = {c: builtin.pids(c) for c in STORE}
+    kill_everything(builtin)
+    from_another_boot(builtin)
+    r = builtin.cli("start-msg")
+    assert r.returncode == 0, r.stdout + r.stderr
+    comps = all_running(builtin)
+    for c in STORE:
+        assert comps[c]["restarts"] == 0 and comps[c]["last_exit"] is None, comps[c]
+        assert set(comps[c]["pids"]).isdisjoint(before[c])
+    lines = builtin.log_lines()
+    start = max(i for i, ln in enumerate(lines) if ln.startswith("watcher process") and "started at" in ln)
+    after = lines[start:]
+    assert any(ln.endswith("ended with the system's restart; nothing to adopt") for ln in after), after
+    assert M.START_AFTER_REBOOT.format(names="store imap pop http") in after, after
+    assert not [ln for ln in after if "not running" in ln or "exited" in ln or "restart" in ln.lower()
+                and "system's restart" not in ln], after
+    assert not [e for e in journal_since_start(builtin) if e["kind"] in FAILURE_KINDS]
+
+
+def test_in_the_same_boot_everything_killed_at_once_is_every_servers_failure(builtin):
+    builtin.configure()
+    builtin.start()
+    kill_everything(builtin)
+    r = builtin.cli("start-msg")
+    assert r.returncode == 0, r.stdout + r.stderr
+    comps = all_running(builtin)
+    assert comps["imap"]["restarts"] >= 1  # the store group's restart: the failures were counted
+    exited = {e["component"] for e in journal_since_start(builtin) if e["kind"] == "exit"}
+    assert exited and exited <= set(STORE), journal_since_start(builtin)  # one failure covers the unit
+    assert M.PREVIOUS_DIED.split("{pid}")[1] in builtin.log()
+    assert "ended with the system's restart" not in builtin.log()
