@@ -102,3 +102,27 @@ def test_in_the_same_boot_everything_killed_at_once_is_every_servers_failure(bui
     assert exited and exited <= set(STORE), journal_since_start(builtin)  # one failure covers the unit
     assert M.PREVIOUS_DIED.split("{pid}")[1] in builtin.log()
     assert "ended with the system's restart" not in builtin.log()
+
+
+def test_logs_renamed_away_by_logrotate_are_made_again_at_the_next_line(builtin):
+    """logrotate's default (rename, then the program writes a new file): every msgsrv log line is
+    appended by opening the file, so the next line lands in a new file, owner-only, with nothing
+    to signal (the servers' *.out files, held open as stdout/stderr, take copytruncate; README)."""
+    from tests.watcher.test_prefork import all_running as store_running
+    from tests.watcher.test_prefork import new_pid
+
+    builtin.configure()
+    builtin.start()
+    logs = builtin.root.log_dir
+    for name in ("watcher", "default"):
+        (logs / name).rename(logs / f"{name}.1")
+    old = builtin.pids("imap")
+    os.kill(old[0], signal.SIGKILL)
+    new = new_pid(builtin, "imap", old)
+    store_running(builtin)
+    text = (logs / "watcher").read_text()
+    assert f"Starting imap server ... {new}" in text and f"Starting imap server ... {new}" not in \
+        (logs / "watcher.1").read_text()
+    assert oct((logs / "watcher").stat().st_mode & 0o777) == "0o600"
+    assert wait_for(lambda: (logs / "default").exists(), timeout=10)  # the new servers' start lines
+    assert oct((logs / "default").stat().st_mode & 0o777) == "0o600"
