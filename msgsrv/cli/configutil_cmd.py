@@ -151,11 +151,11 @@ def _port_notice(store: ConfigStore, root: ServerRoot | None, before: str | None
     after = store.effective_text(WATCHER_PORT)
     if after == before:
         return
-    from msgsrv.daemons import watcher_pid
+    from msgsrv.control.runrecord import live_watcher
 
-    pid = watcher_pid(root)
-    if pid is not None:
-        click.echo(f"configutil: the watcher (pid {pid}) keeps listening on port {before}; "
+    running = live_watcher(root.run_dir)  # the port it bound: not the config's value before this change
+    if running is not None and str(running.get("port")) != (after or "49994"):
+        click.echo(f"configutil: the watcher (pid {running['pid']}) keeps listening on port {running.get('port')}; "
                    f"the new port {after or '(default)'} takes effect at the next watcher start", err=True)
 
 

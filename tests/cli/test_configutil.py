@@ -710,7 +710,7 @@ def test_read_only_config_directory_is_one_line_exit_1(cli, store):
 def test_setting_the_watcher_port_while_it_runs_says_when_it_takes_effect(cli, base):
     from tests.conftest import free_ports
 
-    old, new = free_ports(2)
+    old, new, third = free_ports(3)
     ok(cli("configutil", "-o", "local.watcher.port", "-v", str(old)))
     ok(cli("configutil", "-o", "local.watcher.port", "-v", str(new)))  # no watcher: nothing to say
     ok(cli("configutil", "-o", "local.watcher.port", "-v", str(old)))
@@ -724,8 +724,12 @@ def test_setting_the_watcher_port_while_it_runs_says_when_it_takes_effect(cli, b
                    f"the new port {new} takes effect at the next watcher start\n")
         ok(cli("configutil", "-o", "local.watcher.port", "-v", str(new)))  # unchanged: nothing to say
         ok(cli("configutil", "-o", "local.defdomain", "-v", "example.org"))
-    finally:  # back to the port it listens on, so that stop-msg finds it on any branch
-        assert cli("configutil", "-o", "local.watcher.port", "-v", str(old)).returncode == 0
+        r = cli("configutil", "-o", "local.watcher.port", "-v", str(third))  # the port it listens on: still OLD
+        assert r.stderr == (f"configutil: the watcher (pid {pid}) keeps listening on port {old}; "
+                            f"the new port {third} takes effect at the next watcher start\n")
+    finally:  # back to the port it listens on (nothing to say), so that stop-msg finds it on any branch
+        r = cli("configutil", "-o", "local.watcher.port", "-v", str(old))
+        assert (r.returncode, r.stderr) == (0, "")
         cli("stop-msg")
 
 
