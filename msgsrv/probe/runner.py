@@ -233,7 +233,9 @@ async def _restart(root: ServerRoot, store: ConfigStore, report: PassReport, log
         if unreachable and not autorestart:
             log("Info", text)  # nobody was going to restart it: the default log is enough
             continue
-        log(severity, text, console=severity == "Error")
+        # an error, and the watcher's reason for not acting (a component stopped by request, a
+        # watcher shutting down), are said on the console after "requesting restart of ..."
+        log(severity, text, console=severity in ("Error", "Warning"))
         if severity != "Error":
             report.notes.append(text)
 

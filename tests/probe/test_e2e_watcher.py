@@ -148,6 +148,21 @@ def test_autorestart_no_restarts_nothing(suite):
     assert "Received request to restart" not in suite.watcher_log()
 
 
+def test_a_server_stopped_by_request_is_reported_but_not_restarted_and_msprobe_says_why(suite):
+    suite.start()
+    r = suite.cli("stop-msg", "imap")
+    assert r.returncode == 0, r.stderr
+    r = suite.msprobe("imap")
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "msprobe: Error: imap server is not responding: connection refused",
+        "msprobe: Error: requesting restart of store imap pop http",
+        "msprobe: Warning: watcher did not restart imap: imap is STOPPED (stopped by request)"], r.stderr
+    status = suite.cli("watcher", "status").stdout
+    assert [ln.split()[2] for ln in status.splitlines() if ln.split()[:1] == ["imap"]] == ["STOPPED"], status
+    assert "Received request to restart" not in suite.watcher_log()
+
+
 def test_failing_mboxutil_restarts_the_store_group(suite, root, cli):
     suite.start()
     assert cli("mboxutil", "-a", "alice", input="pw\n").returncode == 0
