@@ -37,10 +37,19 @@ def run(command, prog: str, args: list[str] | None = None) -> int:
         return failed(prog, e)
 
 
+def message(e: BaseException) -> str | None:
+    """The one line failed() writes for E (without the program's name), or None for none."""
+    if isinstance(e, MsgsrvError):
+        return str(e)
+    if isinstance(e, (KeyboardInterrupt, BrokenPipeError)):
+        return None
+    return f"internal error: {type(e).__name__}: {e}"
+
+
 def failed(prog: str, e: BaseException) -> int:
     """The exit code of an exception that is not click's (after its one stderr line)."""
     if isinstance(e, MsgsrvError):
-        error(prog, str(e))
+        error(prog, message(e))
         return e.exit_code
     if isinstance(e, KeyboardInterrupt):
         return 130
@@ -49,5 +58,5 @@ def failed(prog: str, e: BaseException) -> int:
     # the last line of defence: one line, no traceback
     if os.environ.get("MSGSRV_DEBUG") == "1":
         raise e
-    error(prog, f"internal error: {type(e).__name__}: {e}")
+    error(prog, message(e))
     return ExitStatus.FAILED

@@ -3,51 +3,91 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import time
 
+from msgsrv.control import notify
 from msgsrv.control.client import WatcherClient, WatcherUnavailable
-from msgsrv.control.runrecord import NAME
 from msgsrv.errors import OperationFailed
 from msgsrv.paths import ServerRoot
-
-POLL = 0.005  # seconds between looks for the launched watcher (a look is a stat until it listens)
 
 
 def launch_watcher(root: ServerRoot, ha: bool, console_tty: bool, timeout: float = 15.0) -> tuple[int, WatcherClient]:
     """Start `watcher` detached (its own session) and wait until it answers. Returns (pid, client).
 
-    Its console (stderr) is our terminal when we have one, else data/log/console.
+    Its console (stderr) is our terminal when we have one, else data/log/console (or nothing, when
+    that cannot be opened: a full disk, a read-only data directory). It says on a pipe of ours
+    (control/notify.py) when it listens, or why it cannot start, so that reason reaches the admin
+    even when no log can be written.
     """
     argv = [sys.executable, "-m", "msgsrv.watcher"] + (["--ha"] if ha else [])
     console = root.log_dir / "console"
-    log = open(console, "ab")
-    os.chmod(log.name, 0o600)
+    try:
+        log = open(console, "ab")
+        os.chmod(log.name, 0o600)
+    except OSError:
+        log = open(os.devnull, "ab")
     start = log.tell()
     stderr = None if console_tty else log
+    r, w = os.pipe()
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=stderr,
-                                start_new_session=True, cwd=root.base, close_fds=True)
+                                start_new_session=True, cwd=root.base, close_fds=True, pass_fds=(w,),
+                                env={**os.environ, notify.ENV: str(w)})
+    except BaseException:
+        os.close(r)
+        raise
     finally:
         log.close()
+        os.close(w)
     deadline = time.monotonic() + timeout
-    record = root.run_dir / NAME  # written once it listens (a stale one: try the port all the same)
-    stale = record.exists()
+    try:
+        said = _notice(r, deadline)
+    finally:
+        os.close(r)
+    if said == notify.READY:
+        return proc.pid, _connect(root, proc, deadline)
+    if said is None:
+        raise OperationFailed(f"watcher did not answer within {timeout:.0f} s")
+    try:
+        rc = proc.wait(timeout=5.0)
+    except subprocess.TimeoutExpired:
+        rc = None
+    said = said or ("" if console_tty else _last_line(console, start))
+    status = f"exited with status {rc}" if rc is not None else f"(pid {proc.pid}) gave up"
+    raise OperationFailed(f"watcher {status} before answering"
+                          + (f": {said}" if said else f"; see {console}"))
+
+
+def _notice(r: int, deadline: float) -> str | None:
+    """The watcher's line on the pipe: READY, its reason for not starting, '' when it closed the
+    pipe saying nothing (it ended), None when it said nothing before DEADLINE."""
+    data = b""
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        if not select.select([r], [], [], left)[0]:
+            continue
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break  # every writer gone: the watcher ended, or closed it without a word
+        data += chunk
+    return data.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+
+
+def _connect(root: ServerRoot, proc: subprocess.Popen, deadline: float) -> WatcherClient:
+    """Connect to the watcher that said READY. It may still be busy finishing its start (adopting
+    what a previous watcher left): its port accepts, and it answers once its loop runs."""
     while True:
-        rc = proc.poll()
-        if rc is not None:
-            said = "" if console_tty else _last_line(console, start)
-            raise OperationFailed(f"watcher exited with status {rc} before answering"
-                                  + (f": {said}" if said else f"; see {console}"))
         try:
-            if not stale and not record.exists():
-                raise WatcherUnavailable("not listening yet")
-            return proc.pid, WatcherClient.connect(root, timeout=2.0)
-        except WatcherUnavailable:  # not listening yet (or not answering yet: it may be busy starting)
-            if time.monotonic() > deadline:
-                raise OperationFailed(f"watcher did not answer within {timeout:.0f} s") from None
-            time.sleep(POLL)
+            return WatcherClient.connect(root, timeout=2.0)
+        except WatcherUnavailable:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _last_line(path, offset: int) -> str:

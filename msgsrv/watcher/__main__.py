@@ -11,12 +11,15 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from msgsrv.control import notify
+
+    notify.take()  # start-msg's pipe, if it launched us: READY, or why not (control/notify.py)
     args = sys.argv[1:] if argv is None else argv
     if args not in ([], ["--ha"]):
         from msgsrv.cli.watcher import main as watcher_main
 
         return watcher_main(args)
-    from msgsrv.cli.main import failed
+    from msgsrv.cli.main import failed, message
 
     try:
         import asyncio
@@ -26,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return asyncio.run(run_daemon(ServerRoot.from_env(), ha=args == ["--ha"]))
     except Exception as e:  # noqa: BLE001 - as msgsrv.cli.main.run: one line, no traceback
+        notify.failed(f"watcher: {message(e)}")
         return failed("watcher", e)
     except KeyboardInterrupt as e:
         return failed("watcher", e)

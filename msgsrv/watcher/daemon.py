@@ -24,7 +24,7 @@ import time
 
 from msgsrv import messages as M
 from msgsrv.atomicfile import write_atomic
-from msgsrv.control import listeners
+from msgsrv.control import listeners, notify
 from msgsrv.errors import OperationFailed
 from msgsrv.paths import ServerRoot
 from msgsrv.watcher import cgroup, prefork, statefile
@@ -84,14 +84,19 @@ async def bind_control(port: int, say) -> object:
 
 
 async def run(root: ServerRoot, ha: bool = False) -> int:
-    root.ensure()
-    os.chdir(root.base)
-    raise_fd_limit()
-    lock_fd = acquire_lock(root)
     try:
-        return await _run_locked(root, ha)
-    finally:
-        os.close(lock_fd)
+        root.ensure()
+        os.chdir(root.base)
+        raise_fd_limit()
+        lock_fd = acquire_lock(root)
+        try:
+            return await _run_locked(root, ha)
+        finally:
+            os.close(lock_fd)
+    except OSError as e:  # a file of the server root it cannot use (read-only, full disk): one line
+        if e.filename is None:
+            raise
+        raise OperationFailed(f"{e.filename}: {(e.strerror or str(e)).lower()}") from None
 
 
 async def _run_locked(root: ServerRoot, ha: bool) -> int:
@@ -122,6 +127,7 @@ async def _run_locked(root: ServerRoot, ha: bool) -> int:
     record = {**me, "port": port, "ha": ha, "boot_id": statefile.boot_id()}
     sup.recorder.write(root.run_dir / statefile.RUN_RECORD, json.dumps(record), durable=False)
     sup.recorder.write(root.pid_file("watcher"), json.dumps([me]), durable=False)
+    notify.ready()  # start-msg, which launched us, connects now
     sup.log("")
     sup.log(M.WATCHER_STARTED.format(pid=os.getpid(), when=time.ctime()))
     sup.journal.add("watcher-start", pid=os.getpid(), detail=f"port {port}{' HA' if ha else ''}")

@@ -40,6 +40,40 @@ def test_start_msg_launches_watcher_and_starts_in_order(suite, cli):
     assert again.stdout.splitlines() == [M.CONNECTING, M.ALREADY_RUNNING.format(c="imap")]
 
 
+def test_start_msg_says_why_the_watcher_cannot_start_even_where_no_log_can_be_written(suite, root):
+    """The launched watcher reports on start-msg's pipe (control/notify.py): with the data
+    directory read-only, neither its console log nor any record can be written, and start-msg
+    still names the reason, in one line, and no watcher is left."""
+    from tests.cli.test_configutil import in_read_only_mount
+
+    suite.configure()
+    for d in (root.log_dir, root.run_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    r = in_read_only_mount(root.base / "data", command_path("start-msg"))
+    assert r.returncode == 1
+    assert r.stdout.splitlines() == [M.CONNECTING, "Launching watcher ... failed"]
+    assert r.stderr == (f"start-msg: watcher exited with status 1 before answering: watcher: "
+                        f"{root.run_dir / 'watcher.lock'}: read-only file system\n")
+    assert not [p for p in psutil.process_iter(["cmdline"]) if "msgsrv.watcher" in " ".join(p.info["cmdline"] or [])
+                and p.cwd() == str(root.base)]
+
+
+def test_the_launch_pipe_reaches_no_server(suite):
+    """MSGSRV_NOTIFY_FD names start-msg's pipe in the launched watcher only: the servers it starts
+    have neither the variable nor a descriptor of it."""
+    suite.configure(components=("store", "imap"))
+    r = suite.cli("start-msg")
+    assert r.returncode == 0, r.stderr
+    watcher = suite.watcher_pid()
+    for c in ("store", "imap"):
+        for pid in suite.pids(c):
+            assert "MSGSRV_NOTIFY_FD" not in psutil.Process(pid).environ()
+            pipes = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+            assert not [p for p in pipes if p.startswith("pipe:")], pipes
+    fds = [os.readlink(f"/proc/{watcher}/fd/{fd}") for fd in os.listdir(f"/proc/{watcher}/fd")]
+    assert not [p for p in fds if p.startswith("pipe:")], fds  # closed once it said READY
+
+
 def test_start_msg_launches_the_watcher_before_loading_what_it_does_not_need(suite):
     """Issue 14 (cold start): everything start-msg imports before it launches the watcher delays
     the whole start. The real command under `python -X importtime`: up to msgsrv.control.launch
