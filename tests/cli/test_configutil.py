@@ -727,9 +727,10 @@ def test_setting_the_watcher_port_while_it_runs_says_when_it_takes_effect(cli, b
         r = cli("configutil", "-o", "local.watcher.port", "-v", str(third))  # the port it listens on: still OLD
         assert r.stderr == (f"configutil: the watcher (pid {pid}) keeps listening on port {old}; "
                             f"the new port {third} takes effect at the next watcher start\n")
-    finally:  # back to the port it listens on (nothing to say), so that stop-msg finds it on any branch
-        r = cli("configutil", "-o", "local.watcher.port", "-v", str(old))
-        assert (r.returncode, r.stderr) == (0, "")
+        r = cli("configutil", "-o", "local.watcher.port", "-v", str(old))  # the port it listens on
+        assert (r.returncode, r.stderr) == (0, "")  # nothing to say
+    finally:  # back to the port it listens on, so that stop-msg finds it on any branch
+        cli("configutil", "-o", "local.watcher.port", "-v", str(old))
         cli("stop-msg")
 
 
