@@ -166,3 +166,26 @@ def cli(base):
                               input=input, timeout=timeout, env=e)
 
     return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_session(tmp_path_factory):
+    """A test that fails between starting a suite and stopping it must not leave that suite running
+    for the rest of the machine's life (on a port a later test, or the next run, needs): at the end
+    of the session (of each xdist worker), every process whose MSGSRV_BASE lies under this
+    session's temporary directory is killed, and named on stderr."""
+    yield
+    top = str(tmp_path_factory.getbasetemp())
+    left = []
+    for p in psutil.process_iter():
+        try:
+            if p.pid != os.getpid() and p.environ().get("MSGSRV_BASE", "").startswith(top):
+                left.append(p)
+        except psutil.Error:
+            continue
+    for p in left:
+        try:
+            sys.stderr.write(f"\nconftest: killing {p.pid} ({p.name()}) left running by a test\n")
+            p.kill()
+        except psutil.Error:
+            continue
