@@ -213,9 +213,13 @@ def certificate_info(path: Path) -> CertInfo:
         not_after = datetime.datetime.fromtimestamp(ssl.cert_time_to_seconds(facts["notAfter"]), datetime.UTC)
     except (OSError, ValueError, KeyError, ssl.SSLError) as e:
         raise TlsError(f"unable to read certificate {path}: {getattr(e, 'strerror', None) or e}") from None
-    digest = hashlib.sha256(der).hexdigest()
     return CertInfo(Path(path), rfc4514(facts["subject"]), not_after, facts["issuer"] == facts["subject"],
-                    ":".join(digest[i:i + 2] for i in range(0, len(digest), 2)))
+                    _colons(hashlib.sha256(der).hexdigest()))
+
+
+def _colons(digest: str) -> str:
+    """A hex fingerprint as admins read it: pairs joined with colons."""
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
 
 
 _PEM = re.compile(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
@@ -252,9 +256,8 @@ def _certificate_info_cryptography(path: Path, pem: bytes) -> CertInfo:
     from cryptography.hazmat.primitives import hashes
 
     cert = x509.load_pem_x509_certificate(pem)
-    digest = cert.fingerprint(hashes.SHA256()).hex()
     return CertInfo(path, cert.subject.rfc4514_string(), cert.not_valid_after_utc,
-                    cert.issuer == cert.subject, ":".join(digest[i:i + 2] for i in range(0, len(digest), 2)))
+                    cert.issuer == cert.subject, _colons(cert.fingerprint(hashes.SHA256()).hex()))
 
 
 def _fresh(crt: Path, key: Path) -> bool:
