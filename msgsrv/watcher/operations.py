@@ -72,6 +72,12 @@ class Out:
         if self._send:
             self._send("L", s)
 
+    def end(self) -> None:
+        """Complete the line an operation had begun when it was cancelled (a shutdown preempted
+        it): `Starting store server ... interrupted`, in the log and to the client, not lost."""
+        if self._partial:
+            self.line(M.INTERRUPTED)
+
 
 class InOrder:
     """The lines of components started together, shown in start order: the first one's as they
@@ -116,6 +122,9 @@ class _Part(Out):
         self._shown.pump()
 
     def finish(self) -> None:
+        said = self._shown.said[self._i]
+        if said and said[-1][0] == "T":  # a start cancelled mid-line (a stop or shutdown preempted it)
+            said.append(("L", M.INTERRUPTED))
         self._shown.done[self._i] = True
         self._shown.pump()
 
@@ -410,9 +419,13 @@ async def op_start(sup: Supervisor, names: list[str], out: Out) -> list[str]:
 
 async def op_stop(sup: Supervisor, names: list[str], out: Out, force: bool = False) -> None:
     sup.cfg.refresh()
-    for c in STOP_ORDER:
-        if c in names:
-            await stop_component(sup, c, out, force)
+    try:
+        for c in STOP_ORDER:
+            if c in names:
+                await stop_component(sup, c, out, force)
+    except BaseException:
+        out.end()
+        raise
 
 
 async def op_restart(sup: Supervisor, r: Restart, out: Out | None = None) -> None:
@@ -447,6 +460,7 @@ async def op_restart(sup: Supervisor, r: Restart, out: Out | None = None) -> Non
             r.started.add(m)  # from here on, a death of m is a new failure (issue 10)
             await start_component(sup, m, out)
     except BaseException:
+        out.end()
         sup.restart_finished(r)
         raise
     sup.restart_finished(r)

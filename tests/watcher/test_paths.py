@@ -200,6 +200,22 @@ def test_sigterm_preempts_a_restart_under_way(suite, cli):
     wait_for(lambda: root_processes(suite.base) == [], timeout=10)
 
 
+def test_a_restart_preempted_mid_line_ends_its_line_in_the_log(suite, cli):
+    """SIGTERM while the restart waits for a slow store: the log's `Starting store server ...`
+    line is completed with `interrupted`, not lost with the rest of the restart."""
+    suite.configure()
+    assert cli("start-msg").returncode == 0
+    slow_store(suite, cli, 5)
+    w, old = suite.watcher_pid(), suite.pids("store")
+    suite.kill(suite.pids("http")[0])
+    wait_for(lambda: (p := suite.pids("store")) and p != old)  # the new store spawned, not yet ready
+    os.kill(w, 15)
+    wait_for(lambda: gone(w), timeout=10)
+    lines = suite.log_lines()
+    assert [ln for ln in lines if ln.startswith("Starting store server ")][-1].endswith(" interrupted"), lines
+    assert M.WATCHER_EXITING.format(pid=w) in lines
+
+
 def slow_store(suite, cli, seconds: float) -> None:
     """From now on the store takes SECONDS to start (its next start is in a restart)."""
     command = cli("configutil", "-o", "local.store.command").stdout.strip()

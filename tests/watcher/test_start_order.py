@@ -130,3 +130,30 @@ def test_a_watcher_killed_during_a_start_leaves_a_start_to_finish_not_failures(s
     assert M.PREVIOUS_DIED.format(pid=dead) in lines
     assert M.START_RESUMED.format(names="imap pop") in lines
     assert M.NOT_RUNNING.format(c="imap") not in lines and "Received request to restart" not in suite.log()
+
+
+def test_a_start_preempted_by_the_watchers_shutdown_ends_every_line_it_began(suite, cli, root):
+    """SIGTERM to the watcher (what systemd's stop sends) while a start waits for the store: the
+    start is preempted, and the lines it had begun (start-msg's and the watcher log's) end with
+    `interrupted`, one to a line, not run together; nothing is left running."""
+    import os
+    import signal
+    import subprocess
+
+    from tests.watcher.conftest import command_path, wait_for
+
+    suite.configure(components=("store", "imap", "pop"), args={"store": "--delay 5"})
+    first = subprocess.Popen([command_path("start-msg")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: suite.pids("store"), timeout=20)
+        os.kill(suite.watcher_pid(), signal.SIGTERM)
+        out, err = first.communicate(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode != 0, out + err
+    begun = [ln for ln in out.splitlines() if ln.startswith("Starting ")]
+    assert begun == [ln for ln in begun if ln.count("Starting ") == 1], out
+    assert begun and begun[0].startswith("Starting store server ") and begun[0].endswith(" interrupted"), out
+    assert [ln for ln in suite.log_lines() if ln.startswith("Starting store server ")] == [begun[0]]
+    assert wait_for(lambda: not [c for c in ("store", "imap", "pop") if suite.pids(c)], timeout=20)
