@@ -43,6 +43,14 @@ def _fast_get(argv: list[str]) -> int | None:
     return 0
 
 
+def _held_by_a_server(name: str) -> bool:
+    """A port or worker count a running server keeps until it restarts (configutil_cmd's notice):
+    the same names as configutil_cmd.held_parameters, told without importing the component table."""
+    parts = name.split(".")
+    return len(parts) == 3 and parts[0] in ("service", "local") and parts[2] in ("port", "sslport", "numprocesses",
+                                                                              "imapport", "popport")
+
+
 def _fast_set(argv: list[str]) -> int | None:
     """`-o NAME -v VALUE`, with `-f FILE` anywhere: a line edit of a simple store; None = take
     the full path (which also produces every error message)."""
@@ -50,8 +58,8 @@ def _fast_set(argv: list[str]) -> int | None:
         return None
     opts = dict(zip(argv[0::2], argv[1::2]))
     name, value, path = opts["-o"], opts["-v"], opts.get("-f")
-    if name == "local.watcher.port":
-        return None  # may need the running-watcher notice
+    if name == "local.watcher.port" or _held_by_a_server(name):
+        return None  # may need the running-watcher (or running-server) notice
     from msgsrv.config import rules
     from msgsrv.config.quickedit import set_simple
 

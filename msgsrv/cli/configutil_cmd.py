@@ -112,8 +112,10 @@ def command(option, value, delete, defaults, marks, overrides_only, pattern, imp
         if import_file is not None:
             items = _parse_import(import_file)
             before = store.effective_text(WATCHER_PORT) if root is not None and WATCHER_PORT in items else None
+            held = _held(store, root, list(items))
             store.update(items, validate=_validate(list(items)))
             _port_notice(store, root, before)
+            _restart_notice(store, root, held)
             return 0
         if validate:
             return _validate_store(store)
@@ -126,6 +128,7 @@ def command(option, value, delete, defaults, marks, overrides_only, pattern, imp
 
 def _set_or_delete(store: ConfigStore, root: ServerRoot | None, name: str, value: str | None, delete: bool) -> int:
     before = store.effective_text(WATCHER_PORT) if root is not None and name == WATCHER_PORT else None
+    held = _held(store, root, [name])
     if delete:
         if name not in store.overrides():
             try:
@@ -141,7 +144,48 @@ def _set_or_delete(store: ConfigStore, root: ServerRoot | None, name: str, value
             raise UsageError(str(e)) from None
         store.update({name: value}, validate=_validate([name]))
     _port_notice(store, root, before)
+    _restart_notice(store, root, held)
     return 0
+
+
+def held_parameters() -> dict[str, str]:
+    """parameter -> component, for what a running server keeps from its start until it restarts:
+    its ports and its number of workers (not refreshable)."""
+    from msgsrv.components import COMPONENTS
+
+    out = {}
+    for c in COMPONENTS:
+        for p in [p for _, p in c.ports] + ([c.workers] if c.workers else []):
+            param = rules.check_name(p)
+            if not param.refreshable:
+                out[p] = c.name
+    return out
+
+
+def _held(store: ConfigStore, root: ServerRoot | None, names: list[str]) -> dict[str, str | None]:
+    """NAMES that a running server keeps (held_parameters), with their values before the change."""
+    if root is None:
+        return {}
+    held = held_parameters()
+    return {n: store.effective_text(n) for n in names if n in held}
+
+
+def _restart_notice(store: ConfigStore, root: ServerRoot | None, held: dict[str, str | None]) -> None:
+    """A running server keeps its ports and workers until it restarts: say so when they change,
+    with the value in force and how to apply the new one (original: [NOT REFRESHABLE])."""
+    if not held:
+        return
+    from msgsrv.daemons import running_pids
+
+    by_component: dict[str, list[str]] = {}
+    for name, before in held.items():
+        if store.effective_text(name) != before:
+            by_component.setdefault(held_parameters()[name], []).append(f"{name} {before or '(unset)'}")
+    for c, kept in by_component.items():
+        pids = running_pids(root, c)
+        if pids:
+            click.echo(f"configutil: the running {c} server (pid {pids[0]}) keeps {', '.join(kept)} until it "
+                       f"restarts: stop-msg {c}; start-msg {c}", err=True)
 
 
 def _port_notice(store: ConfigStore, root: ServerRoot | None, before: str | None) -> None:

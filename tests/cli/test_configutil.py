@@ -810,3 +810,44 @@ def test_accepted_extremes_let_start_msg_start_the_watcher(cli, base, tmp_path, 
                 assert resp.status == 200
     finally:
         cli("stop-msg")
+
+
+# -- a running server keeps its ports and workers until it restarts --------------------------------
+def test_every_parameter_a_server_keeps_takes_the_full_path_that_tells_so():
+    from msgsrv.cli.configutil import _held_by_a_server
+    from msgsrv.cli.configutil_cmd import held_parameters
+
+    held = held_parameters()
+    assert {"service.imap.port", "service.imap.sslport", "service.pop.numprocesses", "local.store.port"} <= set(held)
+    assert [p for p in held if not _held_by_a_server(p)] == []
+
+
+def test_changing_a_port_of_a_running_server_says_it_keeps_the_old_one_until_it_restarts(cli, base):
+    from tests.conftest import free_ports, wait_for
+
+    ports = dict(zip(("local.watcher.port", "local.store.port", "service.imap.port", "service.imap.sslport", "new"),
+                     free_ports(5)))
+    settings = {k: str(v) for k, v in ports.items() if k != "new"}
+    settings.update({"local.watcher.httpport": "0", "local.schedule.msprobe.enable": "no"})
+    for switch in ("local.ens.enable", "local.cert.enable", "local.sched.enable", "local.imta.enable",
+                   "service.pop.enable", "service.http.enable"):
+        settings[switch] = "no"
+    f = base.parent / "s.txt"
+    f.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+    ok(cli("configutil", "-i", str(f)))
+    r = cli("configutil", "-o", "service.pop.port", "-v", str(ports["new"]))  # pop is off: nothing to say
+    assert (r.returncode, r.stderr) == (0, "")
+    assert cli("start-msg").returncode == 0
+    try:
+        pid = json.loads((base / "data" / "run" / "imap.pid").read_text())[0]["pid"]
+        r = cli("configutil", "-o", "service.imap.port", "-v", str(ports["new"]))
+        assert (r.returncode, r.stdout, r.stderr) == (
+            0, "", f"configutil: the running imap server (pid {pid}) keeps service.imap.port "
+                   f"{ports['service.imap.port']} until it restarts: stop-msg imap; start-msg imap\n")
+        ok(cli("configutil", "-o", "service.imap.port"), f"{ports['new']}\n")
+        r = cli("configutil", "-o", "local.defdomain", "-v", "example.org")  # refreshable: nothing to say
+        assert (r.returncode, r.stderr) == (0, "")
+        assert cli("stop-msg", "imap").returncode == 0 and cli("start-msg", "imap").returncode == 0
+        assert wait_for(lambda: cli("msprobe", "-q", "imap").returncode == 0, timeout=20)  # the new port
+    finally:
+        cli("stop-msg")
