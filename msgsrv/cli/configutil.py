@@ -58,8 +58,8 @@ def _fast_set(argv: list[str]) -> int | None:
         return None
     opts = dict(zip(argv[0::2], argv[1::2]))
     name, value, path = opts["-o"], opts["-v"], opts.get("-f")
-    if name == "local.watcher.port" or _held_by_a_server(name):
-        return None  # may need the running-watcher (or running-server) notice
+    if name == "local.watcher.port":
+        return None  # may need the running-watcher notice
     from msgsrv.config import rules
     from msgsrv.config.quickedit import set_simple
 
@@ -77,6 +77,8 @@ def _fast_set(argv: list[str]) -> int | None:
             root.ensure()
         except Exception:  # OperationFailed: the full path reports it
             return None
+        if _held_by_a_server(name) and any(root.run_dir.glob("*.pid")):
+            return None  # a server may run and keep the old value: the full path says so
         store = root.config_file
     else:
         store = Path(path)
