@@ -162,15 +162,15 @@ def held_parameters() -> dict[str, str]:
     return out
 
 
-def _held(store: ConfigStore, root: ServerRoot | None, names: list[str]) -> dict[str, str | None]:
-    """NAMES that a running server keeps (held_parameters), with their values before the change."""
+def _held(store: ConfigStore, root: ServerRoot | None, names: list[str]) -> dict[str, tuple[str, str | None]]:
+    """NAMES that a running server keeps (held_parameters): name -> (component, value before)."""
     if root is None:
         return {}
     held = held_parameters()
-    return {n: store.effective_text(n) for n in names if n in held}
+    return {n: (held[n], store.effective_text(n)) for n in names if n in held}
 
 
-def _restart_notice(store: ConfigStore, root: ServerRoot | None, held: dict[str, str | None]) -> None:
+def _restart_notice(store: ConfigStore, root: ServerRoot | None, held: dict[str, tuple[str, str | None]]) -> None:
     """A running server keeps its ports and workers until it restarts: say so when they change,
     with the value in force and how to apply the new one (original: [NOT REFRESHABLE])."""
     if not held:
@@ -178,9 +178,9 @@ def _restart_notice(store: ConfigStore, root: ServerRoot | None, held: dict[str,
     from msgsrv.daemons import running_pids
 
     by_component: dict[str, list[str]] = {}
-    for name, before in held.items():
+    for name, (component, before) in held.items():
         if store.effective_text(name) != before:
-            by_component.setdefault(held_parameters()[name], []).append(f"{name} {before or '(unset)'}")
+            by_component.setdefault(component, []).append(f"{name} {before or '(unset)'}")
     for c, kept in by_component.items():
         pids = running_pids(root, c)
         if pids:
