@@ -29,6 +29,7 @@ EXITED_CLEANLY = "{c} server {pid} exited after unregistering"
 # -- added after 0.1.0 (issues 10 and 11) ------------------------------------------------------------
 PREVIOUS_DIED = "watcher process {pid} (previous) ended unexpectedly; adopting ..."
 INTERRUPTED = " interrupted"  # ends "Starting imap server ..." when a stop preempted that start
+STOP_RESUMED = "resuming the stop the previous watcher had not finished: {names}"
 START_RESUMED = "resuming the start the previous watcher had not finished: {names}"
 PREVIOUS_REBOOTED = "watcher process {pid} (previous) ended with the system's restart; nothing to adopt"
 START_AFTER_REBOOT = "starting what was running before the system's restart: {names}"

@@ -34,7 +34,7 @@ def adopt(sup: Supervisor, restore: bool = False, rebooted: bool = False) -> lis
         sup.budget.restore(saved.get("budget") or {})
         sup.restarts_total.update(saved.get("restarts_total") or {})
     facts = saved.get("components") or {}
-    adopted, lost = [], {}
+    adopted, lost, stopping = [], {}, []
     for c in START_ORDER:
         comp = sup.comps[c]
         f = facts.get(c) or {}
@@ -49,7 +49,18 @@ def adopt(sup: Supervisor, restore: bool = False, rebooted: bool = False) -> lis
                 dead.append(rec["pid"])
                 continue
             sup.adopted(child)
-        if comp.procs:
+        if comp.procs and restore and f.get("wanted") is False:
+            # the previous watcher was stopping it at the admin's request when it died (nothing
+            # else leaves a process of a component not meant to run): that stop is finished, and
+            # an exit meanwhile (the SIGTERM it had sent) is that stop's, not a failure
+            sup.enter(c, State.RUNNING)
+            sup.enter(c, State.STOPPING)
+            for k in comp.procs:
+                k.stopping = True
+            comp.start_pending = False
+            stopping.append(c)
+            sup.log(M.ADOPTED.format(c=c, pid=" ".join(str(k.pid) for k in comp.procs)))
+        elif comp.procs:
             state = State.FATAL if f.get("state") == State.FATAL.value else State.RUNNING
             sup.enter(c, state, f.get("reason"))  # STOPPED -> RUNNING: re-adopted (FATAL: a hung one)
             comp.wanted = True
@@ -62,6 +73,9 @@ def adopt(sup: Supervisor, restore: bool = False, rebooted: bool = False) -> lis
         if dead and not rebooted:  # a pid of another boot names nothing that ran in this one
             lost[c] = dead
         sup.write_pids(c)
+    if stopping:
+        sup.log(M.STOP_RESUMED.format(names=" ".join(stopping)))
+        sup.ops.submit(lambda: ops.op_stop(sup, stopping, ops.Out(sup.log)), "stop")
     if restore:
         resume(sup, saved.get("pending") or [], lost, M.START_AFTER_REBOOT if rebooted else M.START_RESUMED)
     sup.save_soon()

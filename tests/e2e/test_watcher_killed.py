@@ -72,10 +72,17 @@ class Round:
         while not pred() and time.monotonic() < end:
             time.sleep(0.0005)
 
-    def kill_watcher(self) -> int:
+    def kill_watcher(self, may_be_gone: bool = False) -> int | None:
+        """SIGKILL the watcher. MAY_BE_GONE: a stop may have ended it already (its last step)."""
         pid = self.record("watcher")
+        if pid is None and may_be_gone:
+            return None
         assert pid, "no watcher record"
-        os.kill(pid, signal.SIGKILL)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            if not may_be_gone:
+                raise
         return pid
 
     def status(self) -> dict:
@@ -166,7 +173,7 @@ def killed_in_stop(rd: Round, rng: random.Random, what: str) -> None:
         rd.start_msg(what)
         proc = rd.background("stop-msg")
         rd.until(lambda: rd.record(target) is None)
-        rd.kill_watcher()
+        rd.kill_watcher(may_be_gone=True)  # after ens, the last server, the stop ends the watcher
         proc.wait(timeout=60)
         if then == "start-msg":
             rd.start_msg(what)

@@ -7,6 +7,7 @@ argv: PORT [options]
     --escape            the stubborn child also calls setsid() (only a cgroup catches it)
     --delay S           wait S seconds before listening (a slow start)
     --ignore-term       ignore SIGTERM (only SIGKILL stops it)
+    --slow-term S       on SIGTERM, exit 0 only after S seconds (a slow, orderly shutdown)
     --exit-after-first  exit with status 1 right after its first connection (readiness check passed)
     --hang              accept connections but never answer them (a hung server)
     --drop-registration S   register with the watcher like a built-in server, then close the
@@ -51,6 +52,8 @@ if "--stubborn-child" in args and os.fork() == 0:
         time.sleep(1)
 if "--ignore-term" in args:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+elif "--slow-term" in args:
+    signal.signal(signal.SIGTERM, lambda *a: (time.sleep(float(opt("--slow-term"))), os._exit(0)))
 else:
     signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
 if "--drop-registration" in args:

@@ -9,6 +9,8 @@ processes (fakesrv.py stand-ins that listen only after --delay), the real comman
 
 from __future__ import annotations
 
+import time
+
 import psutil
 
 from msgsrv.components import BY_NAME, START_ORDER
@@ -157,3 +159,40 @@ def test_a_start_preempted_by_the_watchers_shutdown_ends_every_line_it_began(sui
     assert begun and begun[0].startswith("Starting store server ") and begun[0].endswith(" interrupted"), out
     assert [ln for ln in suite.log_lines() if ln.startswith("Starting store server ")] == [begun[0]]
     assert wait_for(lambda: not [c for c in ("store", "imap", "pop") if suite.pids(c)], timeout=20)
+
+
+def test_a_watcher_killed_during_a_stop_has_that_stop_finished_not_a_failure(suite, cli, root):
+    """The admin's stop-msg, and the watcher dies while imap takes its time to exit after SIGTERM.
+    The next watcher finds imap (and the store, not yet stopped) alive but not meant to run: it
+    finishes that stop (`resuming the stop ...`), so imap's exit is the stop's, not a crash; then
+    the admin's start-msg starts everything again, with no restart counted."""
+    import os
+    import signal
+    import subprocess
+
+    from msgsrv import messages as M
+    from tests.watcher.conftest import command_path, wait_for
+
+    suite.configure(components=("store", "imap", "pop"), args={"imap": "--slow-term 2"})
+    assert cli("start-msg").returncode == 0
+    old_imap = suite.pids("imap")
+    stop = subprocess.Popen([command_path("stop-msg")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: not suite.pids("pop"), timeout=20)  # pop stopped: imap's SIGTERM is next
+        time.sleep(0.3)  # imap has its SIGTERM and is taking its 2 s
+        assert suite.pids("imap") == old_imap
+        os.kill(suite.watcher_pid(), signal.SIGKILL)
+        stop.wait(timeout=20)
+    finally:
+        if stop.poll() is None:
+            stop.kill()
+    r = cli("start-msg", timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    st = wait_for(lambda: (s := suite.status()) and all(s[c]["state"] == "RUNNING" for c in ("store", "imap", "pop"))
+                  and s, timeout=20)
+    time.sleep(2.5)  # past the old imap's exit
+    st = suite.status()
+    for c in ("store", "imap", "pop"):
+        assert st[c]["state"] == "RUNNING" and st[c]["restarts"] == 0 and st[c]["last_exit"] is None, st[c]
+    assert st["imap"]["pids"] != old_imap
+    assert M.STOP_RESUMED.format(names="store imap") in suite.log_lines(), suite.log_lines()
