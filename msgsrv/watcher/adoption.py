@@ -57,15 +57,14 @@ def adopt(sup: Supervisor, restore: bool = False, rebooted: bool = False) -> lis
             sup.enter(c, State.STOPPING)
             for k in comp.procs:
                 k.stopping = True
-            comp.start_pending = False
             stopping.append(c)
-            sup.log(M.ADOPTED.format(c=c, pid=" ".join(str(k.pid) for k in comp.procs)))
         elif comp.procs:
             state = State.FATAL if f.get("state") == State.FATAL.value else State.RUNNING
             sup.enter(c, state, f.get("reason"))  # STOPPED -> RUNNING: re-adopted (FATAL: a hung one)
             comp.wanted = True
-            comp.start_pending = False  # it runs: its start was under way, and it lives
             adopted.append(c)
+        if comp.procs:
+            comp.start_pending = False  # it runs: a start of it was under way, and it lives
             sup.log(M.ADOPTED.format(c=c, pid=" ".join(str(k.pid) for k in comp.procs)))
         elif restore and f.get("state") in (State.EXITED.value, State.FATAL.value):
             comp.down_state = State(f["state"])
