@@ -290,7 +290,8 @@ class Console:
         rows = st["components"]
         lasts = [p["last"] for p in probes["services"] if p["last"]]
         return self._page("overview.html", request, page="overview", st=st, probes=probes, groups=unit_groups(st),
-                          running=sum(1 for r in rows if r["enabled"] and r["state"] == "RUNNING"),
+                          running=sum(1 for r in rows if r["enabled"] and r["state"] == "RUNNING"
+                                      and not r["frozen"]),
                           enabled=sum(1 for r in rows if r["enabled"]),
                           restarts=sum(u["restarts"] for u in st["units"]),
                           last_probe=max((p["ts"] for p in lasts), default=None), probed=len(lasts),

@@ -80,6 +80,9 @@ def families(snap: Snapshot) -> list[Metric]:
                               labels=["component"])
     procs = GaugeMetricFamily("msgsrv_component_processes", "Processes the watcher supervises for the component",
                               labels=["component"])
+    frozen = GaugeMetricFamily("msgsrv_component_frozen",
+                               "1 while a process of the component is stopped by a signal or a debugger",
+                               labels=["component"])
     uptime = GaugeMetricFamily("msgsrv_component_uptime_seconds", "Age of the component's oldest process",
                                labels=["component"])
     in_window = GaugeMetricFamily("msgsrv_restarts_in_window",
@@ -93,6 +96,7 @@ def families(snap: Snapshot) -> list[Metric]:
             state.add_metric([c, s.value], 1.0 if st == s.value else 0.0)
         fatal.add_metric([c], 1.0 if st == State.FATAL.value else 0.0)
         procs.add_metric([c], float(len(pids)))
+        frozen.add_metric([c], 1.0 if row.get("frozen") else 0.0)
         if row.get("uptime") is not None:
             uptime.add_metric([c], float(row["uptime"]))
         if row.get("unit"):
@@ -127,7 +131,7 @@ def families(snap: Snapshot) -> list[Metric]:
             resp.add_metric([series], smp.value)
             healthy.add_metric([series], 1.0 if smp.ok else 0.0)
             probe_ts.add_metric([series], smp.ts)
-    return [up, state, fatal, procs, uptime, total, in_window, limit, window, ha,
+    return [up, state, fatal, procs, frozen, uptime, total, in_window, limit, window, ha,
             resp, healthy, probe_ts, disk, disk_ts]
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from msgsrv import messages as M
 from msgsrv.components import BY_NAME, START_ORDER, STORE_GROUP
 
 if TYPE_CHECKING:
@@ -27,6 +28,26 @@ def pss(pids: list[int]) -> int | None:
         except (psutil.Error, OSError, AttributeError):
             continue
     return total if seen else None
+
+
+def frozen(pids: list[int]) -> str | None:
+    """Why a RUNNING component answers nothing though its processes exist: one of PIDS is stopped by a
+    signal (SIGSTOP, a terminal stop: state T) or by a debugger (t). The supervisor's state stays
+    RUNNING (its process is alive; msprobe finds it hung and asks for its restart); the view says it
+    is frozen, so status never shows a stopped server as one that serves. None when none is."""
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        end = stat.rfind(b")")  # the command name may hold spaces and parentheses
+        code = stat[end + 2:end + 3]
+        if code == b"T":
+            return M.FROZEN_STOPPED.format(pid=pid)
+        if code == b"t":
+            return M.FROZEN_TRACED.format(pid=pid)
+    return None
 
 
 def snapshot(sup: Supervisor, with_pss: bool = False) -> dict:
@@ -56,6 +77,7 @@ def snapshot(sup: Supervisor, with_pss: bool = False) -> dict:
             "wanted": comp.wanted,
             "reason": comp.reason,
             "last_exit": comp.last_exit,
+            "frozen": frozen([k.pid for k in kids]) if kids else None,
         })
         if with_pss:
             rows[-1]["pss"] = pss([k.pid for k in kids]) if kids else None

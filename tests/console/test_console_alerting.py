@@ -21,7 +21,8 @@ from tests.integration.conftest import INTEGRATIONS, need
 RULES = INTEGRATIONS / "prometheus" / "msgsrv-alerts.yml"
 RULE_TESTS = Path(__file__).resolve().parent / "promtool" / "msgsrv-alerts.test.yml"
 DASHBOARD = INTEGRATIONS / "grafana" / "msgsrv-dashboard.json"
-ALERTS = {"MsgsrvWatcherDown", "MsgsrvUnitFatal", "MsgsrvComponentDown", "MsgsrvRestartBudgetSpent",
+ALERTS = {"MsgsrvWatcherDown", "MsgsrvUnitFatal", "MsgsrvComponentDown", "MsgsrvComponentFrozen",
+          "MsgsrvRestartBudgetSpent",
           "MsgsrvResponseSlow", "MsgsrvProbeFailed", "MsgsrvProbeStale", "MsgsrvDiskLow"}
 
 

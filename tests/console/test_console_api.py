@@ -234,6 +234,29 @@ def test_overview_page_shows_every_component_and_the_csrf_token(live, api):
     assert f'<meta name="csrf-token" content="{api.csrf}">' in page
 
 
+def test_a_stopped_server_is_marked_frozen_with_why(live, api):
+    """A SIGSTOPped server stays RUNNING (its process lives) but the overview marks it frozen, says
+    why, and does not count it among the running; SIGCONT clears it."""
+    settled(live)
+    pid = live.pids("http")[0]
+
+    def http_row() -> str:
+        page = api.get("/").text
+        start = page.index('<tr data-component="http"')
+        return page[start:page.index("</tr>", start)]
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: {r["name"]: r for r in api.get("/api/status").json()["components"]}["http"]["frozen"],
+                 timeout=5)
+        row = http_row()
+        assert 'data-f="frozen" >frozen' in row and M.FROZEN_STOPPED.format(pid=pid) in row
+        assert 'data-f="frozen" hidden' in api.get("/").text  # the others are not marked
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: 'data-f="frozen" hidden' in http_row(), timeout=5)
+
+
 def test_static_files_are_served_and_nothing_else(live, api):
     assert api.get("/static/console.css").status == 200
     assert api.get("/static/../views.py").status in (403, 404)

@@ -8,6 +8,7 @@ with plain values. Integration part: a real Prometheus (Debian package) scrapes 
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import time
@@ -18,6 +19,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families  # a msgsrv dependency: imported, never skipped
 
+from msgsrv import messages as M
 from msgsrv.probe.history import History
 from msgsrv.watcher.metrics import LISTEN_FAILED, Sample, Snapshot, families, last_samples, render
 from tests.conftest import free_port, free_ports
@@ -106,6 +108,36 @@ def test_kills_count_as_restarts_and_the_third_is_fatal(metered):
     assert value(m, "msgsrv_component_up", component="imap") == 0.0
     assert value(m, "msgsrv_component_state", component="imap", state="FATAL") == 1.0
     assert value(m, "msgsrv_restarts_total", unit="store") == 2.0  # the third failure was not restarted
+
+
+def test_a_stopped_server_is_shown_frozen_until_it_is_continued(metered, cli):
+    """SIGSTOP imapd: its process lives, so the watcher's state stays RUNNING (msprobe finds it hung
+    and asks for its restart) and nothing is restarted; but status never shows it as a server that
+    serves: `(frozen)` and why, exit 3, the metric 1. SIGCONT, and everything says it serves again."""
+    suite, port = metered
+    pid = suite.pids("imap")[0]
+    suite.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: suite.status()["imap"]["frozen"], timeout=5)
+        st = suite.status()  # its exit status agrees: 3
+        assert st["imap"]["state"] == "RUNNING" and st["imap"]["pids"] == [pid]
+        assert st["imap"]["frozen"] == M.FROZEN_STOPPED.format(pid=pid)
+        assert not any(st[c]["frozen"] for c in STORE if c != "imap")
+        r = cli("watcher", "status")
+        assert r.returncode == 3
+        row = next(ln for ln in r.stdout.splitlines() if ln.split()[:1] == ["imap"])
+        assert row.split()[2:4] == ["RUNNING", "(frozen)"]
+        assert r.stdout.splitlines()[-1] == f"imap: {M.FROZEN_STOPPED.format(pid=pid)}"
+        m = parse(scrape(port)[1])
+        assert value(m, "msgsrv_component_frozen", component="imap") == 1.0
+        assert value(m, "msgsrv_component_frozen", component="pop") == 0.0
+    finally:
+        suite.kill(pid, signal.SIGCONT)
+    wait_for(lambda: not suite.status()["imap"]["frozen"], timeout=5)
+    r = cli("watcher", "status")
+    assert r.returncode == 0 and "(frozen)" not in r.stdout
+    assert value(parse(scrape(port)[1]), "msgsrv_component_frozen", component="imap") == 0.0
+    assert suite.pids("imap") == [pid] and suite.status()["imap"]["restarts"] == 0
 
 
 def test_last_probe_times_and_disk_free_come_from_the_history(metered, root):

@@ -102,12 +102,13 @@ class Suite:
         return [ln.split("] ", 1)[1] if ln.startswith("[") else ln for ln in self.log().splitlines()]
 
     def status(self) -> dict:
-        """`watcher status --json` by component; its exit status (0: all enabled RUNNING, 3: not) agrees."""
+        """`watcher status --json` by component; its exit status (0: all enabled RUNNING and none
+        frozen, 3: not) agrees."""
         r = self.cli("watcher", "status", "--json")
         assert r.returncode in (0, 3), r.stderr
         data = json.loads(r.stdout)
         comps = {c["name"]: c for c in data["components"]}
-        all_up = all(c["state"] == "RUNNING" for c in comps.values() if c["enabled"])
+        all_up = all(c["state"] == "RUNNING" and not c["frozen"] for c in comps.values() if c["enabled"])
         assert r.returncode == (0 if all_up else 3) == data["exit_status"], (r.returncode, comps)
         return comps
 
