@@ -23,11 +23,12 @@ ENV = "MSGSRV_NOTIFY_FD"
 READY = "READY"
 
 _fd: int | None = None
+_launched = False  # a launcher (start-msg) waits for READY and then sends its request
 
 
 def take() -> None:
     """Take the descriptor named by MSGSRV_NOTIFY_FD, if any (called first thing in the watcher)."""
-    global _fd
+    global _fd, _launched
     value = os.environ.pop(ENV, None)
     if not value or not value.isdigit():
         return
@@ -37,7 +38,12 @@ def take() -> None:
         os.set_inheritable(fd, False)
     except OSError:
         return
-    _fd = fd
+    _fd, _launched = fd, True
+
+
+def launched() -> bool:
+    """This watcher was launched by start-msg, whose request follows READY and says what to start."""
+    return _launched
 
 
 def ready() -> None:

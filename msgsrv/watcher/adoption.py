@@ -24,11 +24,13 @@ if TYPE_CHECKING:
     from msgsrv.watcher.supervisor import Supervisor
 
 
-def adopt(sup: Supervisor, restore: bool = False, rebooted: bool = False) -> list[str]:
+def adopt(sup: Supervisor, restore: bool = False, rebooted: bool = False, request_follows: bool = False) -> list[str]:
     """Take over the processes in data/run/*.pid. RESTORE (the previous watcher died): also the
     budget, the restarts, what was wanted and the last failures, and act on what died meanwhile.
     REBOOTED (it died with the system): no process of its records can run, and none failed; what
-    was meant to run is started (read_state keeps nothing else of that boot)."""
+    was meant to run is started (read_state keeps nothing else of that boot), unless
+    REQUEST_FOLLOWS: start-msg launched this watcher and its START says what to start, as after a
+    first boot (its `Starting ...` lines are then the start's, not `already running`)."""
     saved = statefile.read_state(sup.root.run_dir) if restore else {}
     if restore:
         sup.budget.restore(saved.get("budget") or {})
@@ -38,7 +40,7 @@ def adopt(sup: Supervisor, restore: bool = False, rebooted: bool = False) -> lis
     for c in START_ORDER:
         comp = sup.comps[c]
         f = facts.get(c) or {}
-        comp.wanted = bool(f.get("wanted")) if restore else False
+        comp.wanted = bool(f.get("wanted")) if restore and not (rebooted and request_follows) else False
         comp.start_pending = comp.wanted and (rebooted or bool(f.get("start_pending")))
         comp.last_exit = f.get("last_exit")
         path = sup.root.pid_file(c)

@@ -143,7 +143,9 @@ async def _run_locked(root: ServerRoot, ha: bool) -> int:
         line = (M.PREVIOUS_REBOOTED if rebooted else M.PREVIOUS_DIED).format(pid=previous["pid"])
         sup.log(line)
         sup.journal.add("watcher-adopt", pid=previous["pid"], detail=line)
-    sup.adopt(restore=restore, rebooted=rebooted)
+    # after a reboot, start-msg (the admin's, systemd's, the OCF agent's) says what to start, as on
+    # a first boot; a watcher run by hand starts what was meant to run before
+    sup.adopt(restore=restore, rebooted=rebooted, request_follows=notify.launched())
     metrics = None
     metrics_port = sup.cfg.current.get_int("local.watcher.metricsport", 0)
     if 0 < metrics_port < 65536:

@@ -457,8 +457,8 @@ class Supervisor:
     def utility_failed(self, who: str, reason: str, by: str | None = None) -> tuple[str, str]:
         return reports.utility(self, who, reason, by)
 
-    def adopt(self, restore: bool = False, rebooted: bool = False) -> list[str]:
-        return adoption.adopt(self, restore, rebooted)
+    def adopt(self, restore: bool = False, rebooted: bool = False, request_follows: bool = False) -> list[str]:
+        return adoption.adopt(self, restore, rebooted, request_follows)
 
     def status(self, pss: bool = False) -> dict:
         return status_view.snapshot(self, pss)

@@ -3,8 +3,9 @@
 A watcher and its servers that end with the machine leave their records (data/run/watcher.json,
 supervision.json, the pid files) naming the boot they ran in. The next watcher compares it with
 this boot's id: from another boot, no process of those records can run and none of them failed; it
-says so (`... ended with the system's restart; nothing to adopt`) and starts what was meant to run
-(`starting what was running before the system's restart: ...`), with no restart counted, no last
+says so (`... ended with the system's restart; nothing to adopt`); start-msg, which launched it,
+starts the suite as on a first boot (a watcher run by hand starts what was meant to run: `starting
+what was running before the system's restart: ...`), with no restart counted, no last
 exit made up and no budget spent. Within the same boot, everything killed at once is still every
 server's failure (never lost). The reboot is the records' boot id changed, as a real one leaves it.
 """
@@ -14,11 +15,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 
 import pytest
 
 from msgsrv import messages as M
-from tests.conftest import wait_for
+from tests.conftest import command_path, wait_for
 from tests.watcher.conftest import Suite
 from tests.watcher.test_issue_10 import root_processes
 from tests.watcher.test_prefork import STORE, Builtin
@@ -68,7 +70,10 @@ def all_running(suite) -> dict:
     return Suite.status(suite)
 
 
-def test_after_a_reboot_what_was_running_is_started_with_no_failure_counted(builtin):
+def test_after_a_reboot_start_msg_starts_the_suite_with_no_failure_counted(builtin):
+    """start-msg (the admin's, systemd's) launches the watcher after the reboot: its request says
+    what to start, as on a first boot, so its lines are the start's (`Starting ...`), not
+    `already running` for a start the watcher had made on its own first."""
     builtin.configure()
     builtin.start()
     before = {c: builtin.pids(c) for c in STORE}
@@ -76,6 +81,30 @@ def test_after_a_reboot_what_was_running_is_started_with_no_failure_counted(buil
     from_another_boot(builtin)
     r = builtin.cli("start-msg")
     assert r.returncode == 0, r.stdout + r.stderr
+    assert [ln.split(" server")[0] for ln in r.stdout.splitlines() if ln.startswith("Starting ")] == \
+        ["Starting store", "Starting imap", "Starting pop", "Starting http"], r.stdout
+    assert "already running" not in r.stdout
+    after = _after_reboot(builtin, before)
+    assert M.START_AFTER_REBOOT.format(names="store imap pop http") not in after, after
+
+
+def test_after_a_reboot_a_watcher_run_by_hand_starts_what_was_running(builtin):
+    """With no start request to follow (the watcher run by hand), the watcher starts what was
+    meant to run before the reboot itself, and says so."""
+    builtin.configure()
+    builtin.start()
+    before = {c: builtin.pids(c) for c in STORE}
+    kill_everything(builtin)
+    from_another_boot(builtin)
+    subprocess.Popen([command_path("watcher")], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
+    assert wait_for(lambda: builtin.cli("watcher", "status").returncode in (0, 3), timeout=15)
+    after = _after_reboot(builtin, before)
+    assert M.START_AFTER_REBOOT.format(names="store imap pop http") in after, after
+
+
+def _after_reboot(builtin, before: dict) -> list[str]:
+    """Every store member up with new pids, nothing counted or made up; the new watcher's log lines."""
     comps = all_running(builtin)
     for c in STORE:
         assert comps[c]["restarts"] == 0 and comps[c]["last_exit"] is None, comps[c]
@@ -84,10 +113,10 @@ def test_after_a_reboot_what_was_running_is_started_with_no_failure_counted(buil
     start = max(i for i, ln in enumerate(lines) if ln.startswith("watcher process") and "started at" in ln)
     after = lines[start:]
     assert any(ln.endswith("ended with the system's restart; nothing to adopt") for ln in after), after
-    assert M.START_AFTER_REBOOT.format(names="store imap pop http") in after, after
     assert not [ln for ln in after if "not running" in ln or "exited" in ln or "restart" in ln.lower()
                 and "system's restart" not in ln], after
     assert not [e for e in journal_since_start(builtin) if e["kind"] in FAILURE_KINDS]
+    return after
 
 
 def test_in_the_same_boot_everything_killed_at_once_is_every_servers_failure(builtin):
