@@ -63,7 +63,9 @@ def status_cmd(as_json):
         return _disabled(root, as_json)
     with WatcherClient.connect(root) as client:
         st = json.loads(client.request("STATUS", "pss") if as_json else client.request("STATUS"))
-    code = 0 if all(_serving(c) for c in st["components"] if c.get("enabled")) else STATUS_DOWN
+    from msgsrv.watcher.status import serving
+
+    code = 0 if all(serving(c) for c in st["components"] if c.get("enabled")) else STATUS_DOWN
     if as_json:
         st["exit_status"] = code
         click.echo(json.dumps(st, indent=2))
@@ -77,11 +79,6 @@ def status_cmd(as_json):
     return code
 
 
-def _serving(c: dict) -> bool:
-    """RUNNING, and no process of it frozen (stopped by a signal or a debugger: it answers nothing)."""
-    return c["state"] == "RUNNING" and not c.get("frozen")
-
-
 def _shown(c: dict) -> bool:
     """Every enabled component, and any other that runs, is wanted or has failed: never dropped."""
     return c.get("enabled") or c.get("wanted") or c["state"] != "STOPPED" or bool(c["pids"]) \
@@ -90,22 +87,24 @@ def _shown(c: dict) -> bool:
 
 def _table(title: str, comps: list[dict]) -> None:
     from msgsrv.cli.console import print_table
+    from msgsrv.watcher.status import frozen_tag
 
     rows = []
     for c in comps:
         pids = " ".join(str(p) for p in c["pids"]) or "-"
         up = _uptime(c["uptime"]) if c.get("uptime") is not None else "-"
-        state = f"{c['state']} (frozen)" if c.get("frozen") else c["state"]
+        tag = frozen_tag(c)
+        state = f"{c['state']} ({tag})" if tag else c["state"]
         rows.append([c["name"], c["daemon"], state, pids, up, str(c.get("restarts", 0)), _last(c.get("last_exit"))])
     tty = sys.stdout.isatty()
     if not tty:
         click.echo(title)
     print_table(title if tty else None,
                 ["COMPONENT", "PROCESS", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"], rows,
-                {r[0]: "yellow" if r[2].endswith("(frozen)") else STATE_STYLE.get(r[2]) for r in rows})
+                {r[0]: "yellow" if r[2].endswith("frozen)") else STATE_STYLE.get(r[2]) for r in rows})
     for c in comps:
-        if c.get("frozen"):
-            click.echo(f"{c['name']}: {c['frozen']}")
+        for f in c.get("frozen") or ():
+            click.echo(f"{c['name']}: {f['why']}")
 
 
 def _last(e: dict | None) -> str:

@@ -27,6 +27,7 @@ from msgsrv.console.actions import Action, Actions
 from msgsrv.console.backend import UNITS, Backend, Refused
 from msgsrv.console.reader import Reader
 from msgsrv.watcher import journal
+from msgsrv.watcher.status import frozen_tag, serving
 
 BODY_TIMEOUT = 10.0  # seconds to receive a request body
 MAX_WAIT = 300.0  # seconds a `"wait"` action request may be held
@@ -223,6 +224,7 @@ class Console:
         self.env = jinja2.Environment(loader=jinja2.PackageLoader("msgsrv.console", "templates"),
                                       autoescape=True, trim_blocks=True, lstrip_blocks=True)
         self.env.filters["uptime"] = _format_uptime
+        self.env.filters["frozen"] = frozen_tag
         self.env.filters["secs"] = plots.human_seconds
         self.env.filters["n"] = _n
         self.env.filters["last_exit"] = last_exit
@@ -290,8 +292,7 @@ class Console:
         rows = st["components"]
         lasts = [p["last"] for p in probes["services"] if p["last"]]
         return self._page("overview.html", request, page="overview", st=st, probes=probes, groups=unit_groups(st),
-                          running=sum(1 for r in rows if r["enabled"] and r["state"] == "RUNNING"
-                                      and not r["frozen"]),
+                          running=sum(1 for r in rows if r["enabled"] and serving(r)),
                           enabled=sum(1 for r in rows if r["enabled"]),
                           restarts=sum(u["restarts"] for u in st["units"]),
                           last_probe=max((p["ts"] for p in lasts), default=None), probed=len(lasts),

@@ -80,8 +80,8 @@ def families(snap: Snapshot) -> list[Metric]:
                               labels=["component"])
     procs = GaugeMetricFamily("msgsrv_component_processes", "Processes the watcher supervises for the component",
                               labels=["component"])
-    frozen = GaugeMetricFamily("msgsrv_component_frozen",
-                               "1 while a process of the component is stopped by a signal or a debugger",
+    frozen = GaugeMetricFamily("msgsrv_component_frozen_processes",
+                               "Processes of the component stopped by a signal or a debugger (they answer nothing)",
                                labels=["component"])
     uptime = GaugeMetricFamily("msgsrv_component_uptime_seconds", "Age of the component's oldest process",
                                labels=["component"])
@@ -96,7 +96,7 @@ def families(snap: Snapshot) -> list[Metric]:
             state.add_metric([c, s.value], 1.0 if st == s.value else 0.0)
         fatal.add_metric([c], 1.0 if st == State.FATAL.value else 0.0)
         procs.add_metric([c], float(len(pids)))
-        frozen.add_metric([c], 1.0 if row.get("frozen") else 0.0)
+        frozen.add_metric([c], float(len(row.get("frozen") or ())))
         if row.get("uptime") is not None:
             uptime.add_metric([c], float(row["uptime"]))
         if row.get("unit"):

@@ -50,6 +50,10 @@ class ShuttingDown(OperationFailed):
     pass
 
 
+class Interrupted(OperationFailed):
+    """A start cancelled, or dropped from the queue, by a stop of everything asked for after it."""
+
+
 class Out:
     """Where the lines of one operation go: the watcher log always, a requesting client if any.
 
@@ -164,12 +168,14 @@ class OperationQueue:
         self._idle.set()
         self.current: asyncio.Task | None = None
         self.current_label = ""
+        self._why: str | None = None  # why the operation under way was cancelled, when not a shutdown
 
-    def submit(self, make: Callable[[], Awaitable], label: str = "") -> asyncio.Future:
+    def submit(self, make: Callable[[], Awaitable], label: str = "", first: bool = False) -> asyncio.Future:
+        """Queue MAKE (FIRST: ahead of every queued operation)."""
         fut = asyncio.get_running_loop().create_future()
         # the watcher's own restarts have no requester: their outcome is in the log, not in a future
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._queue.append((make, fut, label))
+        (self._queue.appendleft if first else self._queue.append)((make, fut, label))
         self._idle.clear()
         self._wake.set()
         return fut
@@ -183,6 +189,22 @@ class OperationQueue:
         if self.current is not None and not self.current.done() and self.current_label != label:
             self.current.cancel()
         return self.submit(make, label)
+
+    def interrupt(self, labels: tuple[str, ...], cancel: tuple[str, ...], why: str) -> None:
+        """Drop the queued operations whose label starts with one of LABELS and cancel the one under
+        way if its label starts with one of CANCEL (at its next wait, its open line ending
+        `interrupted`); each requester is answered WHY."""
+        kept: deque = deque()
+        for item in self._queue:
+            if item[2].startswith(labels):
+                if not item[1].done():
+                    item[1].set_exception(Interrupted(why))
+            else:
+                kept.append(item)
+        self._queue = kept
+        if self.current is not None and not self.current.done() and self.current_label.startswith(cancel):
+            self._why = why
+            self.current.cancel()
 
     def pending(self) -> int:
         return len(self._queue) + (1 if self.current is not None else 0)
@@ -206,10 +228,11 @@ class OperationQueue:
                 raise
             finally:
                 self.current, self.current_label = None, ""
+            why, self._why = self._why, None
             if fut.done():
                 continue
             if task.cancelled():
-                fut.set_exception(ShuttingDown("the watcher is shutting down"))
+                fut.set_exception(Interrupted(why) if why else ShuttingDown("the watcher is shutting down"))
             elif task.exception() is not None:
                 fut.set_exception(task.exception())
             else:
@@ -387,11 +410,11 @@ async def op_start(sup: Supervisor, names: list[str], out: Out) -> list[str]:
     tasks: dict[str, asyncio.Task] = {}
 
     async def start(i: int, c: str) -> tuple[bool, str | None]:
-        first = [tasks[d] for d in BY_NAME[c].after if d in tasks]
-        if first:
-            await asyncio.wait(first)
         part = shown.part(i)
         try:
+            first = [tasks[d] for d in BY_NAME[c].after if d in tasks]
+            if first:
+                await asyncio.wait(first)
             return await start_component(sup, c, part)
         finally:
             sup.start_begun(c)  # spawned, or ended without: nothing left for a next watcher to finish

@@ -23,7 +23,7 @@ import time
 
 from msgsrv import components, logfmt
 from msgsrv import messages as M
-from msgsrv.components import BY_NAME, PROBE_TARGETS, START_ORDER, STOP_ORDER
+from msgsrv.components import BY_NAME, PROBE_TARGETS, START_ORDER
 from msgsrv.control.protocol import KEEPALIVE, MAX_LINE, Answer, ProtocolError, Request, parse
 from msgsrv.watcher.operations import Out
 from msgsrv.watcher.supervisor import Supervisor
@@ -247,8 +247,7 @@ class ControlServer:
             elif req.verb == "STOP":
                 force = bool(args) and args[0] == "-f"
                 args = args[1:] if force else args
-                names = self._names(args) if args else [c for c in STOP_ORDER if sup.comps[c].procs]
-                fut = sup.request_stop(names, out, force, by=who)
+                fut = sup.request_stop(self._names(args) if args else None, out, force, by=who)
             elif req.verb == "RESTART":
                 if not args:
                     send("ERR usage: RESTART COMPONENT...")

@@ -30,11 +30,12 @@ def pss(pids: list[int]) -> int | None:
     return total if seen else None
 
 
-def frozen(pids: list[int]) -> str | None:
-    """Why a RUNNING component answers nothing though its processes exist: one of PIDS is stopped by a
-    signal (SIGSTOP, a terminal stop: state T) or by a debugger (t). The supervisor's state stays
-    RUNNING (its process is alive; msprobe finds it hung and asks for its restart); the view says it
-    is frozen, so status never shows a stopped server as one that serves. None when none is."""
+def frozen(pids: list[int]) -> list[dict]:
+    """The processes of PIDS that answer nothing though they exist: stopped by a signal (SIGSTOP, a
+    terminal stop: state T) or by a debugger (t), each {"pid", "why"}. The supervisor's state stays
+    RUNNING (the process lives; msprobe finds a component that answers nothing hung and asks for
+    its restart); the view says so, so status never shows a stopped server as one that serves."""
+    out = []
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
@@ -43,11 +44,20 @@ def frozen(pids: list[int]) -> str | None:
             continue
         end = stat.rfind(b")")  # the command name may hold spaces and parentheses
         code = stat[end + 2:end + 3]
-        if code == b"T":
-            return M.FROZEN_STOPPED.format(pid=pid)
-        if code == b"t":
-            return M.FROZEN_TRACED.format(pid=pid)
-    return None
+        if code in (b"T", b"t"):
+            out.append({"pid": pid, "why": (M.FROZEN_STOPPED if code == b"T" else M.FROZEN_TRACED).format(pid=pid)})
+    return out
+
+
+def frozen_tag(row: dict) -> str:
+    """`frozen`, or `1 of 4 frozen` when other workers still serve; "" when none is."""
+    n, of = len(row.get("frozen") or ()), len(row["pids"])
+    return "" if not n else "frozen" if n >= of else f"{n} of {of} frozen"
+
+
+def serving(row: dict) -> bool:
+    """RUNNING with a process that is not frozen (a worker of several may be: the others serve)."""
+    return row["state"] == "RUNNING" and len(row.get("frozen") or ()) < len(row["pids"])
 
 
 def snapshot(sup: Supervisor, with_pss: bool = False) -> dict:
@@ -77,7 +87,7 @@ def snapshot(sup: Supervisor, with_pss: bool = False) -> dict:
             "wanted": comp.wanted,
             "reason": comp.reason,
             "last_exit": comp.last_exit,
-            "frozen": frozen([k.pid for k in kids]) if kids else None,
+            "frozen": frozen([k.pid for k in kids]),
         })
         if with_pss:
             rows[-1]["pss"] = pss([k.pid for k in kids]) if kids else None

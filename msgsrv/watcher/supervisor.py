@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 from msgsrv import logfmt
 from msgsrv import messages as M
-from msgsrv.components import BY_NAME, START_ORDER, unit_members
+from msgsrv.components import BY_NAME, START_ORDER, STOP_ORDER, unit_members
 from msgsrv.paths import ServerRoot
 from msgsrv.watcher import adoption, reports, statefile
 from msgsrv.watcher import children as ch
@@ -473,11 +473,23 @@ class Supervisor:
         self.save_soon()
         return self.ops.submit(lambda: ops.op_start(self, names, out), "start")
 
-    def request_stop(self, names: list[str], out: ops.Out, force: bool = False, by: str | None = None) -> asyncio.Future:
-        self.journal.add("request", detail=("stop -f " if force else "stop ") + " ".join(names), by=by)
-        for c in names:
+    def request_stop(self, names: list[str] | None, out: ops.Out, force: bool = False,
+                     by: str | None = None) -> asyncio.Future:
+        """Stop NAMES, after the operations queued before. NAMES None: everything (stop-msg without
+        names), which does not wait behind a start: the start or restart under way is interrupted
+        (its lines end `interrupted`, its requester is told why), queued starts are dropped, and the
+        stop runs next, of whatever runs by then (queued restarts then find nothing wanted).
+        A failure's restart is never lost by it: only what nobody wants any more is not done."""
+        flag = "stop -f" if force else "stop"
+        self.journal.add("request", detail=f"{flag} {' '.join(names)}" if names is not None else f"{flag} (everything)",
+                         by=by)
+        for c in names if names is not None else self.comps:
             self.want(c, False)  # from now on a failure of it is not restarted
-        return self.ops.submit(lambda: ops.op_stop(self, names, out, force), "stop")
+        if names is not None:
+            return self.ops.submit(lambda: ops.op_stop(self, names, out, force), "stop")
+        self.ops.interrupt(("start",), ("start", "restart"), M.START_INTERRUPTED.format(by=f" by {by}" if by else ""))
+        return self.ops.submit(lambda: ops.op_stop(self, [c for c in STOP_ORDER if self.comps[c].procs], out, force),
+                               "stop", first=True)
 
     def request_restart(self, names: list[str], out: ops.Out | None = None, by: str | None = None) -> asyncio.Future | None:
         """An admin's restart: not a failure, so no grant from the budget; FATAL members come back."""

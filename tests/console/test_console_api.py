@@ -247,7 +247,7 @@ def test_a_stopped_server_is_marked_frozen_with_why(live, api):
 
     os.kill(pid, signal.SIGSTOP)
     try:
-        wait_for(lambda: {r["name"]: r for r in api.get("/api/status").json()["components"]}["http"]["frozen"],
+        wait_for(lambda: {r["name"]: r for r in api.get("/api/status").json()["components"]}["http"]["frozen"] != [],
                  timeout=5)
         row = http_row()
         assert 'data-f="frozen" >frozen' in row and M.FROZEN_STOPPED.format(pid=pid) in row

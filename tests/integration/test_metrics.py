@@ -113,30 +113,39 @@ def test_kills_count_as_restarts_and_the_third_is_fatal(metered):
 def test_a_stopped_server_is_shown_frozen_until_it_is_continued(metered, cli):
     """SIGSTOP imapd: its process lives, so the watcher's state stays RUNNING (msprobe finds it hung
     and asks for its restart) and nothing is restarted; but status never shows it as a server that
-    serves: `(frozen)` and why, exit 3, the metric 1. SIGCONT, and everything says it serves again."""
+    serves: `(frozen)` and why, exit 3, the metric 1. A stopped pop worker of four: `(1 of 4
+    frozen)`, the others serve (exit 0 once imap is continued). SIGCONT, and all say it serves."""
     suite, port = metered
-    pid = suite.pids("imap")[0]
+    pid, worker = suite.pids("imap")[0], suite.pids("pop")[2]
     suite.kill(pid, signal.SIGSTOP)
+    suite.kill(worker, signal.SIGSTOP)
     try:
-        wait_for(lambda: suite.status()["imap"]["frozen"], timeout=5)
+        wait_for(lambda: suite.status()["imap"]["frozen"] and suite.status()["pop"]["frozen"], timeout=5)
         st = suite.status()  # its exit status agrees: 3
         assert st["imap"]["state"] == "RUNNING" and st["imap"]["pids"] == [pid]
-        assert st["imap"]["frozen"] == M.FROZEN_STOPPED.format(pid=pid)
-        assert not any(st[c]["frozen"] for c in STORE if c != "imap")
+        assert st["imap"]["frozen"] == [{"pid": pid, "why": M.FROZEN_STOPPED.format(pid=pid)}]
+        assert st["pop"]["frozen"] == [{"pid": worker, "why": M.FROZEN_STOPPED.format(pid=worker)}]
+        assert not any(st[c]["frozen"] for c in STORE if c not in ("imap", "pop"))
         r = cli("watcher", "status")
         assert r.returncode == 3
-        row = next(ln for ln in r.stdout.splitlines() if ln.split()[:1] == ["imap"])
-        assert row.split()[2:4] == ["RUNNING", "(frozen)"]
-        assert r.stdout.splitlines()[-1] == f"imap: {M.FROZEN_STOPPED.format(pid=pid)}"
+        rows = {ln.split()[0]: ln.split() for ln in r.stdout.splitlines()[1:] if ln.split()}
+        assert rows["imap"][2:4] == ["RUNNING", "(frozen)"] and rows["pop"][2:6] == ["RUNNING", "(1", "of", "4"]
+        assert r.stdout.splitlines()[-2:] == [f"imap: {M.FROZEN_STOPPED.format(pid=pid)}",
+                                              f"pop: {M.FROZEN_STOPPED.format(pid=worker)}"]
         m = parse(scrape(port)[1])
-        assert value(m, "msgsrv_component_frozen", component="imap") == 1.0
-        assert value(m, "msgsrv_component_frozen", component="pop") == 0.0
+        assert value(m, "msgsrv_component_frozen_processes", component="imap") == 1.0
+        assert value(m, "msgsrv_component_frozen_processes", component="pop") == 1.0
+        assert value(m, "msgsrv_component_frozen_processes", component="http") == 0.0
+        suite.kill(pid, signal.SIGCONT)
+        wait_for(lambda: not suite.status()["imap"]["frozen"], timeout=5)
+        assert cli("watcher", "status").returncode == 0  # three pop workers serve
     finally:
         suite.kill(pid, signal.SIGCONT)
-    wait_for(lambda: not suite.status()["imap"]["frozen"], timeout=5)
+        suite.kill(worker, signal.SIGCONT)
+    wait_for(lambda: not suite.status()["pop"]["frozen"], timeout=5)
     r = cli("watcher", "status")
-    assert r.returncode == 0 and "(frozen)" not in r.stdout
-    assert value(parse(scrape(port)[1]), "msgsrv_component_frozen", component="imap") == 0.0
+    assert r.returncode == 0 and "frozen" not in r.stdout
+    assert value(parse(scrape(port)[1]), "msgsrv_component_frozen_processes", component="pop") == 0.0
     assert suite.pids("imap") == [pid] and suite.status()["imap"]["restarts"] == 0
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from msgsrv.watcher.status import serving
 from tests.conftest import command_path, free_ports, wait_for  # noqa: F401  (re-exported for the watcher tests)
 
 FAKE = Path(__file__).with_name("fakesrv.py")
@@ -108,7 +109,7 @@ class Suite:
         assert r.returncode in (0, 3), r.stderr
         data = json.loads(r.stdout)
         comps = {c["name"]: c for c in data["components"]}
-        all_up = all(c["state"] == "RUNNING" and not c["frozen"] for c in comps.values() if c["enabled"])
+        all_up = all(serving(c) for c in comps.values() if c["enabled"])
         assert r.returncode == (0 if all_up else 3) == data["exit_status"], (r.returncode, comps)
         return comps
 

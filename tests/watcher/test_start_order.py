@@ -196,3 +196,70 @@ def test_a_watcher_killed_during_a_stop_has_that_stop_finished_not_a_failure(sui
         assert st[c]["state"] == "RUNNING" and st[c]["restarts"] == 0 and st[c]["last_exit"] is None, st[c]
     assert st["imap"]["pids"] != old_imap
     assert M.STOP_RESUMED.format(names="store imap") in suite.log_lines(), suite.log_lines()
+
+
+def test_stop_msg_does_not_wait_behind_a_slow_start(suite, cli, root):
+    """start-msg waits for an imapd that takes a minute to listen; the admin gives up and runs
+    stop-msg. The stop of everything interrupts that start at once (not after the minute): imap's
+    line ends `interrupted`, start-msg says why and exits 1, the lines of what had started are all
+    shown (held ones too), stop-msg stops everything that runs by then, nothing is left, and no
+    failure is counted."""
+    import subprocess
+
+    from msgsrv import messages as M
+    from tests.watcher.conftest import command_path, wait_for
+
+    suite.configure(args={"imap": "--delay 60"}, **{"local.imap.starttimeout": "90"})
+    start = subprocess.Popen([command_path("start-msg")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: suite.pids("imap") and suite.pids("http"), timeout=20)  # imap spawned, still silent
+        stop = cli("stop-msg", timeout=30)
+        out, err = start.communicate(timeout=10)
+    finally:
+        if start.poll() is None:
+            start.kill()
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert start.returncode == 1
+    assert err.startswith("start-msg: " + M.START_INTERRUPTED.format(by=" by stop-msg[")), err
+    begun = [ln for ln in out.splitlines() if ln.startswith("Starting ")]
+    assert [ln.split(" server")[0] for ln in begun] == ["Starting store", "Starting imap", "Starting pop",
+                                                        "Starting http"], out
+    assert begun[1].endswith(" interrupted") and not begun[2].endswith(" interrupted"), out
+    stopped = [ln.split()[1] for ln in stop.stdout.splitlines() if ln.startswith("Stopping ") and "watcher" not in ln]
+    assert list(dict.fromkeys(stopped)) == ["http", "pop", "imap", "store"], stop.stdout  # pop: 4 workers
+    assert wait_for(lambda: not [c for c in STORE_MEMBERS if suite.pids(c)], timeout=10)
+    journal = (root.run_dir / "journal.jsonl").read_text()
+    assert '"kind":"exit"' not in journal and '"kind":"restart-queued"' not in journal
+
+
+def test_a_stop_of_everything_drops_the_starts_queued_before_it(suite, cli, root):
+    """A slow start of the store and imap, `start-msg pop` queued behind it, then stop-msg: both
+    starts are answered why, pop is never started, nothing runs."""
+    import subprocess
+
+    from msgsrv import messages as M
+    from tests.watcher.conftest import command_path, wait_for
+
+    suite.configure(args={"imap": "--delay 60"}, **{"local.imap.starttimeout": "90"})
+    first = subprocess.Popen([command_path("start-msg"), "store", "imap"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    queued = None
+    try:
+        wait_for(lambda: suite.pids("imap"), timeout=20)
+        queued = subprocess.Popen([command_path("start-msg"), "pop"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        wait_for(lambda: "start pop" in (root.run_dir / "journal.jsonl").read_text(), timeout=10)
+        stop = cli("stop-msg", timeout=30)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        for p in (first, queued):
+            out, err = p.communicate(timeout=10)
+            assert p.returncode == 1 and err.startswith("start-msg: " + M.START_INTERRUPTED.format(by=" by ")), err
+    finally:
+        for p in (first, queued):
+            if p is not None and p.poll() is None:
+                p.kill()
+    assert not [ln for ln in suite.log_lines() if ln.startswith("Starting pop server")]
+    assert wait_for(lambda: not [c for c in STORE_MEMBERS if suite.pids(c)], timeout=10)
+
+
+STORE_MEMBERS = ("store", "imap", "pop", "http")

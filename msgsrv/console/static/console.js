@@ -90,7 +90,8 @@ function applyStatus(st) {
   if (busy) busy.hidden = !w.busy;
   let running = 0, enabled = 0;
   for (const c of st.components) {
-    if (c.enabled) { enabled++; if (c.state === "RUNNING" && !c.frozen) running++; }
+    const nf = c.frozen.length;
+    if (c.enabled) { enabled++; if (c.state === "RUNNING" && nf < c.pids.length) running++; }
     const row = $(`tr[data-component="${c.name}"]`);
     if (!row) continue;
     const pids = c.pids.join(" ") || "–";
@@ -102,10 +103,14 @@ function applyStatus(st) {
     setText($('[data-f="uptime"]', row), uptime(c.uptime));
     setText($('[data-f="last_exit"]', row), lastExit(c.last_exit));
     const why = $('[data-f="reason"]', row);
-    setText(why, c.reason || c.frozen || "");
-    why.hidden = !(c.reason || c.frozen);
+    const whyText = c.reason || c.frozen.map((f) => f.why).join("; ");
+    setText(why, whyText);
+    why.hidden = !whyText;
     const frozen = $('[data-f="frozen"]', row);
-    if (frozen) frozen.hidden = !c.frozen;
+    if (frozen) {
+      frozen.hidden = nf === 0;
+      setText(frozen, nf >= c.pids.length ? "frozen" : `${nf} of ${c.pids.length} frozen`);
+    }
     row.classList.toggle("disabled", !c.enabled);
     if (changed) { row.classList.remove("changed"); void row.offsetWidth; row.classList.add("changed"); }
     const stop = $('button[data-action="stop"]', row), start = $('button[data-action="start"]', row);
