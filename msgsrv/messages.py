@@ -51,3 +51,4 @@ NOT_STARTED_CONFIG = "{c} server not started: the configuration file does not pa
 FROZEN_STOPPED = "process {pid} is stopped by a signal and answers nothing until it gets SIGCONT (kill -CONT {pid})"
 FROZEN_TRACED = "process {pid} is stopped by a debugger or tracer and answers nothing while it stays so"
 START_INTERRUPTED = "start interrupted: a stop of everything was requested{by}"
+SHUTTING_DOWN = "the watcher is shutting down{by}"

@@ -45,12 +45,15 @@ def cli(force, components):
     except WatcherUnavailable:
         return stop_without_watcher(root, names, force)
     with client:
-        client.request("STOP", *(["-f"] if force else []), *names, on_progress=progress)
         if names:
+            client.request("STOP", *(["-f"] if force else []), *names, on_progress=progress)
             return 0
+        # everything: one SHUTDOWN, which jumps the queue (a start under way is interrupted, not
+        # waited for) and leaves no moment between the servers' stop and the watcher's for a
+        # start queued meanwhile to bring anything up again
         pid = client.pid or _recorded_pid(root)
+        client.request("SHUTDOWN", *(["-f"] if force else []), on_progress=progress)
         progress("T", f"Stopping watcher {pid} ")
-        client.request("SHUTDOWN")
     _wait_gone(pid)
     progress("L", "..." + M.DONE)
     return 0

@@ -168,10 +168,22 @@ class OperationQueue:
         self._idle.set()
         self.current: asyncio.Task | None = None
         self.current_label = ""
-        self._why: str | None = None  # why the operation under way was cancelled, when not a shutdown
+        self._why: str | None = None  # why the operation under way was cancelled
+        self._shutdown = False  # ... by a shutdown
+        self._closed: tuple[asyncio.Future, str] | None = None  # the shutdown queued, and why
 
     def submit(self, make: Callable[[], Awaitable], label: str = "", first: bool = False) -> asyncio.Future:
-        """Queue MAKE (FIRST: ahead of every queued operation)."""
+        """Queue MAKE (FIRST: ahead of every queued operation). Once a shutdown is queued nothing
+        else runs: a stop is answered with the shutdown (it stops everything), anything else at
+        once with why (never started by a watcher on its way out, its servers left unwatched)."""
+        if self._closed is not None:
+            shutdown, why = self._closed
+            if label == "stop":
+                return shutdown
+            refused = asyncio.get_running_loop().create_future()
+            refused.set_exception(ShuttingDown(why))
+            refused.add_done_callback(lambda f: f.exception())
+            return refused
         fut = asyncio.get_running_loop().create_future()
         # the watcher's own restarts have no requester: their outcome is in the log, not in a future
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -180,15 +192,20 @@ class OperationQueue:
         self._wake.set()
         return fut
 
-    def preempt(self, make: Callable[[], Awaitable], label: str = "shutdown") -> asyncio.Future:
-        """Run MAKE next: cancel the operation under way and answer every queued one."""
+    def preempt(self, make: Callable[[], Awaitable], label: str = "shutdown",
+                why: str = "the watcher is shutting down") -> asyncio.Future:
+        """Run MAKE (the shutdown) next: cancel the operation under way, answer every queued one
+        WHY, and take nothing more (submit)."""
         for _, fut, _ in self._queue:
             if not fut.done():
-                fut.set_exception(ShuttingDown("the watcher is shutting down"))
+                fut.set_exception(ShuttingDown(why))
         self._queue.clear()
         if self.current is not None and not self.current.done() and self.current_label != label:
+            self._why, self._shutdown = why, True
             self.current.cancel()
-        return self.submit(make, label)
+        fut = self.submit(make, label)
+        self._closed = (fut, why)
+        return fut
 
     def interrupt(self, labels: tuple[str, ...], cancel: tuple[str, ...], why: str) -> None:
         """Drop the queued operations whose label starts with one of LABELS and cancel the one under
@@ -228,11 +245,12 @@ class OperationQueue:
                 raise
             finally:
                 self.current, self.current_label = None, ""
-            why, self._why = self._why, None
+            why, shutdown, self._why, self._shutdown = self._why, self._shutdown, None, False
             if fut.done():
                 continue
             if task.cancelled():
-                fut.set_exception(Interrupted(why) if why else ShuttingDown("the watcher is shutting down"))
+                fut.set_exception(ShuttingDown(why or "the watcher is shutting down") if shutdown or not why
+                                  else Interrupted(why))
             elif task.exception() is not None:
                 fut.set_exception(task.exception())
             else:
@@ -489,11 +507,11 @@ async def op_restart(sup: Supervisor, r: Restart, out: Out | None = None) -> Non
     sup.restart_finished(r)
 
 
-async def op_shutdown(sup: Supervisor, code: int, out: Out | None = None) -> None:
+async def op_shutdown(sup: Supervisor, code: int, out: Out | None = None, force: bool = False) -> None:
     out = out or Out(sup.log)
     sup.closing = True
     names = [c for c in STOP_ORDER if sup.comps[c].procs]
-    await op_stop(sup, names, out)
+    await op_stop(sup, names, out, force)
     sup.exit_code = code
     sup.finished.set()
 

@@ -257,7 +257,10 @@ class ControlServer:
                     send("ERR nothing to restart (never restarted automatically)")
                     return
             elif req.verb == "SHUTDOWN":
-                fut = sup.shutdown(0, out, by=who)
+                if args not in ([], ["-f"]):
+                    send("ERR usage: SHUTDOWN [-f]")
+                    return
+                fut = sup.shutdown(0, out, by=who, force=bool(args))
             else:
                 send(f"ERR unexpected request {req.verb}")
                 return

@@ -76,6 +76,7 @@ class Supervisor:
         self.finished = asyncio.Event()
         self.exit_code = 0
         self.closing = False
+        self._shutting: asyncio.Future | None = None  # the shutdown under way
 
     # -- logging ---------------------------------------------------------------------------------
     def log(self, line: str) -> None:
@@ -466,6 +467,8 @@ class Supervisor:
     # -- requests ----------------------------------------------------------------------------------------
     def request_start(self, names: list[str], out: ops.Out, by: str | None = None) -> asyncio.Future:
         self.journal.add("request", detail="start " + " ".join(names), by=by)
+        if self.closing:
+            return self.ops.submit(_nothing, "start")  # answered why at once; nothing changed
         for c in names:
             self.want(c, True)
             if not self.comps[c].procs:
@@ -494,6 +497,8 @@ class Supervisor:
     def request_restart(self, names: list[str], out: ops.Out | None = None, by: str | None = None) -> asyncio.Future | None:
         """An admin's restart: not a failure, so no grant from the budget; FATAL members come back."""
         self.journal.add("request", detail="restart " + " ".join(names), by=by)
+        if self.closing:
+            return self.ops.submit(_nothing, "restart")  # answered why at once; nothing changed
         last = None
         units: dict[str, str] = {}
         for c in names:
@@ -510,10 +515,21 @@ class Supervisor:
             last = self.ops.submit(lambda r=r: ops.op_restart(self, r, out), f"restart {unit}")
         return last
 
-    def shutdown(self, code: int = 0, out: ops.Out | None = None, by: str | None = None) -> asyncio.Future:
-        self.journal.add("request", detail=f"shutdown (exit {code})", by=by)
+    def shutdown(self, code: int = 0, out: ops.Out | None = None, by: str | None = None,
+                 force: bool = False) -> asyncio.Future:
+        """Stop everything and exit CODE, ahead of any operation (the one under way is interrupted,
+        queued ones are answered why). Nothing is wanted from here on: should this watcher die
+        before the end, the next one finishes the stop (adoption) and counts no failure."""
+        self.journal.add("request", detail=f"shutdown{' -f' if force else ''} (exit {code})", by=by)
+        if self._shutting is not None:
+            return self._shutting  # already under way: answered when it is done
         self.closing = True
-        return self.ops.preempt(lambda: ops.op_shutdown(self, code, out), "shutdown")
+        for c in self.comps:
+            self.want(c, False)
+        why = M.SHUTTING_DOWN.format(by={"signal": " (on a signal)", "watcher": " (HA mode gave up)"}.get(
+            by or "", f" (asked by {by})" if by else ""))
+        self._shutting = self.ops.preempt(lambda: ops.op_shutdown(self, code, out, force), "shutdown", why)
+        return self._shutting
 
     # -- the saved state (SPEC §4 "Nothing is forgotten") -------------------------------------------------
     def save_soon(self) -> None:
@@ -550,3 +566,7 @@ def console_writer(line: str) -> None:
     with contextlib.suppress(OSError, ValueError):
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
+
+
+async def _nothing() -> None:
+    """What a request refused while the watcher shuts down would have run (it never does)."""

@@ -200,10 +200,10 @@ def test_a_watcher_killed_during_a_stop_has_that_stop_finished_not_a_failure(sui
 
 def test_stop_msg_does_not_wait_behind_a_slow_start(suite, cli, root):
     """start-msg waits for an imapd that takes a minute to listen; the admin gives up and runs
-    stop-msg. The stop of everything interrupts that start at once (not after the minute): imap's
-    line ends `interrupted`, start-msg says why and exits 1, the lines of what had started are all
-    shown (held ones too), stop-msg stops everything that runs by then, nothing is left, and no
-    failure is counted."""
+    stop-msg. Its shutdown interrupts that start at once (not after the minute): imap's line ends
+    `interrupted`, start-msg says why and exits 1, the lines of what had started are all shown
+    (held ones too), stop-msg stops everything that runs by then, nothing is left, and no failure
+    is counted."""
     import subprocess
 
     from msgsrv import messages as M
@@ -220,24 +220,26 @@ def test_stop_msg_does_not_wait_behind_a_slow_start(suite, cli, root):
             start.kill()
     assert stop.returncode == 0, stop.stdout + stop.stderr
     assert start.returncode == 1
-    assert err.startswith("start-msg: " + M.START_INTERRUPTED.format(by=" by stop-msg[")), err
+    assert err.startswith("start-msg: " + M.SHUTTING_DOWN.format(by=" (asked by stop-msg[")), err
     begun = [ln for ln in out.splitlines() if ln.startswith("Starting ")]
     assert [ln.split(" server")[0] for ln in begun] == ["Starting store", "Starting imap", "Starting pop",
                                                         "Starting http"], out
     assert begun[1].endswith(" interrupted") and not begun[2].endswith(" interrupted"), out
-    stopped = [ln.split()[1] for ln in stop.stdout.splitlines() if ln.startswith("Stopping ") and "watcher" not in ln]
-    assert list(dict.fromkeys(stopped)) == ["http", "pop", "imap", "store"], stop.stdout  # pop: 4 workers
+    stopped = [ln.split()[1] for ln in stop.stdout.splitlines() if ln.startswith("Stopping ")]
+    assert list(dict.fromkeys(stopped)) == ["http", "pop", "imap", "store", "watcher"], stop.stdout  # pop: 4 workers
     assert wait_for(lambda: not [c for c in STORE_MEMBERS if suite.pids(c)], timeout=10)
     journal = (root.run_dir / "journal.jsonl").read_text()
     assert '"kind":"exit"' not in journal and '"kind":"restart-queued"' not in journal
 
 
 def test_a_stop_of_everything_drops_the_starts_queued_before_it(suite, cli, root):
-    """A slow start of the store and imap, `start-msg pop` queued behind it, then stop-msg: both
-    starts are answered why, pop is never started, nothing runs."""
+    """STOP with no component on the control port (the watcher stays up): a slow start of the
+    store and imap, `start-msg pop` queued behind it: both starts are answered why, pop is never
+    started, everything is STOPPED and nothing runs."""
     import subprocess
 
     from msgsrv import messages as M
+    from msgsrv.control.client import WatcherClient
     from tests.watcher.conftest import command_path, wait_for
 
     suite.configure(args={"imap": "--delay 60"}, **{"local.imap.starttimeout": "90"})
@@ -249,8 +251,10 @@ def test_a_stop_of_everything_drops_the_starts_queued_before_it(suite, cli, root
         queued = subprocess.Popen([command_path("start-msg"), "pop"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True)
         wait_for(lambda: "start pop" in (root.run_dir / "journal.jsonl").read_text(), timeout=10)
-        stop = cli("stop-msg", timeout=30)
-        assert stop.returncode == 0, stop.stdout + stop.stderr
+        lines: list[str] = []
+        with WatcherClient.connect(root) as client:
+            client.request("STOP", on_progress=lambda kind, text: lines.append(text))
+        assert "".join(lines).startswith("Stopping imap server "), lines
         for p in (first, queued):
             out, err = p.communicate(timeout=10)
             assert p.returncode == 1 and err.startswith("start-msg: " + M.START_INTERRUPTED.format(by=" by ")), err
@@ -259,7 +263,72 @@ def test_a_stop_of_everything_drops_the_starts_queued_before_it(suite, cli, root
             if p is not None and p.poll() is None:
                 p.kill()
     assert not [ln for ln in suite.log_lines() if ln.startswith("Starting pop server")]
+    st = suite.status()
+    assert all(st[c]["state"] == "STOPPED" and not st[c]["pids"] for c in STORE_MEMBERS), st
+
+
+def test_a_start_asked_of_a_watcher_on_its_way_out_is_refused(suite, cli, root):
+    """start-msg while stop-msg's shutdown waits for a slow imapd: refused at once with why, and
+    nothing is started by the exiting watcher (which would leave those servers unwatched); a stop
+    asked meanwhile is answered with the shutdown. Nothing is left."""
+    import subprocess
+
+    from msgsrv import messages as M
+    from tests.watcher.conftest import command_path, wait_for
+
+    suite.configure(args={"imap": "--slow-term 3"})
+    assert cli("start-msg").returncode == 0
+    stop = subprocess.Popen([command_path("stop-msg")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: not suite.pids("pop"), timeout=20)  # pop stopped: imap's 3 s are next
+        time.sleep(0.3)
+        assert suite.pids("imap")
+        r = cli("start-msg", timeout=30)
+        assert r.returncode == 1 and r.stderr.startswith(
+            "start-msg: " + M.SHUTTING_DOWN.format(by=" (asked by stop-msg[")), r.stdout + r.stderr
+        assert cli("stop-msg", "pop", timeout=30).returncode == 0  # answered when the shutdown is done
+        out, err = stop.communicate(timeout=30)
+    finally:
+        if stop.poll() is None:
+            stop.kill()
+    assert stop.returncode == 0, out + err
     assert wait_for(lambda: not [c for c in STORE_MEMBERS if suite.pids(c)], timeout=10)
+    from tests.watcher.test_issue_10 import root_processes
+
+    assert wait_for(lambda: not root_processes(root.base), timeout=10), root_processes(root.base)
+    starts = [ln for ln in suite.log_lines() if ln.startswith("Starting ")]
+    assert len(starts) == len(STORE_MEMBERS), starts  # only the first start-msg's
 
 
 STORE_MEMBERS = ("store", "imap", "pop", "http")
+
+
+def test_a_watcher_killed_during_its_shutdown_leaves_a_stop_to_finish_not_failures(suite, cli, root):
+    """SIGTERM to the watcher (a shutdown: it stops everything, then exits), and while imap takes
+    its 2 s after SIGTERM the watcher is killed. The next watcher finds imap and the store alive
+    but not meant to run: it finishes that stop; http and pop, stopped by the shutdown, are not
+    counted as failures; start-msg then starts everything with no restart counted."""
+    import os
+    import signal
+
+    from msgsrv import messages as M
+    from tests.watcher.conftest import wait_for
+
+    suite.configure(components=("store", "imap", "pop", "http"), args={"imap": "--slow-term 2"})
+    assert cli("start-msg").returncode == 0
+    old_imap = suite.pids("imap")
+    os.kill(suite.watcher_pid(), signal.SIGTERM)
+    wait_for(lambda: not suite.pids("pop"), timeout=20)  # http and pop stopped: imap's SIGTERM is next
+    time.sleep(0.3)
+    assert suite.pids("imap") == old_imap
+    os.kill(suite.watcher_pid(), signal.SIGKILL)
+    r = cli("start-msg", timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    time.sleep(2.5)  # past the old imap's exit
+    st = suite.status()
+    for c in STORE_MEMBERS:
+        assert st[c]["state"] == "RUNNING" and st[c]["restarts"] == 0 and st[c]["last_exit"] is None, st[c]
+    assert st["imap"]["pids"] != old_imap
+    assert M.STOP_RESUMED.format(names="store imap") in suite.log_lines(), suite.log_lines()
+    journal = (root.run_dir / "journal.jsonl").read_text()
+    assert '"kind":"exit"' not in journal and '"kind":"restart-queued"' not in journal, journal
