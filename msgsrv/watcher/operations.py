@@ -8,8 +8,10 @@ on it is a failure the supervisor has already decided about, and the operation o
 
 OperationQueue runs one operation at a time. Requests that arrive meanwhile wait in the queue,
 never refused for being busy (STYLE §4.5). A shutdown preempts: the operation under way is
-cancelled at its next wait, queued ones are answered "the watcher is shutting down", and the
-shutdown runs next.
+cancelled at its next wait, queued ones are answered "the watcher is shutting down (asked by
+...)", the shutdown runs next, and the queue takes nothing more (a start is refused, a stop is
+answered with the shutdown). A stop of everything interrupts a start the same way but leaves the
+watcher up.
 """
 
 from __future__ import annotations

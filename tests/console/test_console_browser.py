@@ -118,6 +118,31 @@ def test_token_link_logs_in_and_the_overview_lists_every_component(page, context
     screenshot(page, "console-overview.png")
 
 
+def test_a_frozen_pop_worker_is_marked_and_unmarked_without_a_reload(page, live):
+    """SIGSTOP one of pop's two workers: its row says `1 of 2 frozen` and why (the pid, how to
+    continue it), in place; SIGCONT and the mark goes. The overview still counts pop running: its
+    other worker serves."""
+    from msgsrv import messages as M
+
+    live.wait_running(*STORE)
+    worker = live.pids("pop")[1]
+    tag = cell(page, "pop", "frozen")
+    sync_api.expect(tag).to_be_hidden()
+    page.evaluate("window.sameDocument = true")
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        sync_api.expect(tag).to_be_visible()
+        sync_api.expect(tag).to_have_text("1 of 2 frozen")
+        sync_api.expect(cell(page, "pop", "reason")).to_have_text(M.FROZEN_STOPPED.format(pid=worker))
+        sync_api.expect(cell(page, "pop", "state")).to_have_text("RUNNING")
+        screenshot(page, "console-frozen.png")
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    sync_api.expect(tag).to_be_hidden()
+    sync_api.expect(cell(page, "pop", "reason")).to_be_hidden()
+    assert page.evaluate("window.sameDocument") is True  # updated in place, never reloaded
+
+
 def test_kill_imapd_and_its_row_changes_and_comes_back_without_a_reload(page, live):
     old = live.pids("imap")[0]
     sync_api.expect(cell(page, "imap", "pids")).to_have_text(str(old))
