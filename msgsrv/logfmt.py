@@ -16,7 +16,12 @@ def append(path: Path, text: str, t: float | None = None) -> None:
     """Append TEXT (one or more lines) to PATH, each line stamped; file created 0600."""
     st = stamp(t)
     data = "".join(f"{st} {line}\n" if line else "\n" for line in text.split("\n"))
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:  # the log directory was removed (a cleanup): made again, owner-only
+        Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, flags, 0o600)
     try:
         os.write(fd, data.encode("utf-8", "replace"))
     finally:

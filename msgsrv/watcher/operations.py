@@ -284,6 +284,8 @@ async def start_component(sup: Supervisor, c: str, out: Out) -> tuple[bool, str 
     workers = max(1, cfg.get_int(param, 1)) if param else 1
     ready_by = time.monotonic() + cfg.get_float(f"local.{c}.starttimeout", 10.0)
     log_path = sup.root.component_log(f"{c}.out")
+    with contextlib.suppress(OSError):  # a removed log directory must not fail every (re)start
+        log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fork = not external and cfg.get_bool("local.watcher.prefork")  # issue 14: no interpreter start
     sup.want(c, True)
     sup.enter(c, State.STARTING)  # STOPPED/BACKOFF/EXITED/FATAL -> STARTING: start requested

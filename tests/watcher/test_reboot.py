@@ -155,3 +155,37 @@ def test_logs_renamed_away_by_logrotate_are_made_again_at_the_next_line(builtin)
     assert oct((logs / "watcher").stat().st_mode & 0o777) == "0o600"
     assert wait_for(lambda: (logs / "default").exists(), timeout=10)  # the new servers' start lines
     assert oct((logs / "default").stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("kind", ["built-in", "command"])
+def test_a_removed_log_directory_is_made_again_and_restarts_go_on(builtin, kind):
+    """`rm -rf data/log` under a running suite (a cleanup gone too far): the next crash is logged
+    in a new, owner-only directory and its restart succeeds, for a forked built-in server and for
+    a spawned command alike. Before, every restart failed (the server's .out could not be opened:
+    exit status 70 or `unable to start`) and the store group went FATAL, its crash lines lost."""
+    import shutil
+    import sys
+
+    from tests.watcher.conftest import FAKE
+    from tests.watcher.test_prefork import all_running as store_running
+    from tests.watcher.test_prefork import new_pid
+
+    builtin.configure()
+    if kind == "command":
+        port = builtin.cli("configutil", "-o", "service.imap.port").stdout.strip()
+        assert builtin.cli("configutil", "-o", "local.imap.command", "-v",
+                           f"{sys.executable} -S {FAKE} {port}").returncode == 0
+    builtin.start()
+    logs = builtin.root.log_dir
+    shutil.rmtree(logs)
+    old = builtin.pids("imap")
+    os.kill(old[0], signal.SIGKILL)
+    new = new_pid(builtin, "imap", old)
+    store_running(builtin)
+    st = Suite.status(builtin)
+    assert all(st[c]["state"] == "RUNNING" and st[c]["restarts"] == 1 for c in STORE), st
+    assert oct(logs.stat().st_mode & 0o777) == "0o700"
+    lines = (logs / "watcher").read_text()
+    assert f"Watched 'imapd' process {old[0]} exited abnormally" in lines
+    assert f"Starting imap server ... {new}" in lines
+    assert oct((logs / "imap.out").stat().st_mode & 0o777) == "0o600"
