@@ -332,3 +332,18 @@ def test_a_watcher_killed_during_its_shutdown_leaves_a_stop_to_finish_not_failur
     assert M.STOP_RESUMED.format(names="store imap") in suite.log_lines(), suite.log_lines()
     journal = (root.run_dir / "journal.jsonl").read_text()
     assert '"kind":"exit"' not in journal and '"kind":"restart-queued"' not in journal, journal
+
+
+def test_stop_msg_f_kills_at_once_through_the_watcher(suite, cli):
+    """stop-msg -f with a watcher up: SHUTDOWN -f, every server SIGKILLed at once; an imapd that
+    ignores SIGTERM, with a minute's stoptimeout, does not hold it up. Nothing is left."""
+    from tests.watcher.conftest import wait_for
+
+    suite.configure(components=("store", "imap"), args={"imap": "--ignore-term"},
+                    **{"local.imap.stoptimeout": "60"})
+    assert cli("start-msg").returncode == 0
+    r = cli("stop-msg", "-f", timeout=20)  # without -f: a minute for imap
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [" ".join(ln.split()[:2]) for ln in r.stdout.splitlines()] == ["Stopping imap", "Stopping store",
+                                                                          "Stopping watcher"], r.stdout
+    assert wait_for(lambda: not suite.pids("imap") and not suite.pids("store"), timeout=10)
