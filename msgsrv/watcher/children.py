@@ -61,10 +61,16 @@ class Child:
     stopping: bool = False  # we asked it to stop: its exit is expected
     exited: bool = False
     exit_status: int | None = None  # >= 0 exit code, < 0 killed by that signal, None unknown (adopted)
+    output_lost: str | None = None  # why its output goes to /dev/null (its .out could not be opened)
 
     def record(self) -> dict:
         return {"pid": self.pid, "create_time": self.create_time, "worker": self.worker, "started": self.started,
                 "cgroup": self.cgroup}
+
+
+def output_lost(log_path, e: OSError) -> str:
+    """Why a server's output is discarded: its .out (LOG_PATH) could not be opened (E)."""
+    return f"unable to open {log_path}: {(e.strerror or str(e)).lower()}; its output is discarded"
 
 
 def server_argv(component: str, command: str) -> list[str]:
@@ -151,6 +157,7 @@ class Processes:
               fork: bool = False) -> Child:
         """Start ARGV in a new session; FORK: the built-in server COMPONENT forked from this process
         instead (ARGV unused). Raises OSError (the program cannot run, resources exhausted)."""
+        lost = None
         if fork:
             group = self.cgroups.prepare(component, worker) if self.cgroups else None
             keep = set(listeners.inherited(env).values())  # the shared listeners, nothing else
@@ -161,12 +168,19 @@ class Processes:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
             group = self.cgroups.prepare(component, worker) if self.cgroups else None
             real = cg.join_argv(group, [program, *argv[1:]]) if group else [program, *argv[1:]]
-            actions = [
-                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
-                (os.POSIX_SPAWN_DUP2, 1, 2),
-            ]
-            pid = os.posix_spawn(real[0], real, env, file_actions=actions, setsid=True, setsigdef=SIGDEF)
+            # opened here, not by a spawn action: a .out that cannot be opened costs the output,
+            # never the server (and the reason is said, not a bare "unable to start")
+            try:
+                out = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as e:
+                out = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
+                lost = output_lost(log_path, e)
+            try:
+                actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                           (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, out, 2)]
+                pid = os.posix_spawn(real[0], real, env, file_actions=actions, setsid=True, setsigdef=SIGDEF)
+            finally:
+                os.close(out)
         try:
             fd = os.pidfd_open(pid)
         except OSError:
@@ -176,7 +190,7 @@ class Processes:
                 os.waitpid(pid, 0)
             raise
         return Child(component, pid, fd, _create_time(pid), time.time(), worker=worker,
-                     cgroup=str(group) if group else None)
+                     cgroup=str(group) if group else None, output_lost=lost)
 
     # -- watching -----------------------------------------------------------------------------
     def watch(self, child: Child, on_exit: Callable[[Child, int | None], None]) -> None:

@@ -306,6 +306,8 @@ async def start_component(sup: Supervisor, c: str, out: Out) -> tuple[bool, str 
                 child = sup.procs.spawn(c, argv, env, log_path, w, fork=fork)
                 spawned.append(child)  # recorded before anything else can fail
                 sup.spawned(child)
+                if child.output_lost:
+                    sup.alert(f"{c} server {child.pid}: {child.output_lost}", "Warning")
                 if time.monotonic() >= slice_end:
                     # 200 workers take a second or more on a busy machine: meanwhile the watcher
                     # answers (keepalives, so the caller does not call it hung) and sees exits

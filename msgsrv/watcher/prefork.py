@@ -157,7 +157,7 @@ def _become_server(component: str, env: dict[str, str], log_path: Path, cgroup: 
     gc.freeze()  # the watcher's objects: never walked by this process's collector (copy-on-write)
     os.setsid()
     _fresh_signals()
-    _descriptors(log_path, keep)
+    problem = _descriptors(log_path, keep)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     if cgroup is not None:
         _join_cgroup_soon(cgroup)
@@ -168,6 +168,12 @@ def _become_server(component: str, env: dict[str, str], log_path: Path, cgroup: 
     _fresh_logging()
     _fresh_asyncio()
     sys.argv = ["msgsrv-server", component]
+    if problem:
+        from msgsrv import logfmt
+        from msgsrv.components import BY_NAME
+
+        with contextlib.suppress(OSError):
+            logfmt.append(log_path.parent / "default", f"{BY_NAME[component].daemon}[{os.getpid()}] Warning: {problem}")
 
 
 def _take_environment(env: dict[str, str]) -> None:
@@ -267,10 +273,19 @@ def _fresh_signals() -> None:
                 pass
 
 
-def _descriptors(log_path: Path, keep: set[int]) -> None:
-    """0 from /dev/null, 1 and 2 to LOG_PATH; everything else closed but KEEP."""
+def _descriptors(log_path: Path, keep: set[int]) -> str | None:
+    """0 from /dev/null, 1 and 2 to LOG_PATH; everything else closed but KEEP. A LOG_PATH that
+    cannot be opened (its permissions, a full inode table) costs the output, never the server:
+    1 and 2 go to /dev/null and the reason is returned, for the default log."""
     null = os.open("/dev/null", os.O_RDONLY)
-    out = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    problem = None
+    try:
+        out = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    except OSError as e:
+        from msgsrv.watcher.children import output_lost
+
+        out = os.open("/dev/null", os.O_WRONLY)
+        problem = output_lost(log_path, e)
     os.dup2(null, 0)
     os.dup2(out, 1)
     os.dup2(out, 2)
@@ -286,6 +301,7 @@ def _descriptors(log_path: Path, keep: set[int]) -> None:
         os.set_inheritable(fd, False)
         low = fd + 1
     os.closerange(low, top)
+    return problem
 
 
 def _fresh_stdio() -> None:

@@ -189,3 +189,34 @@ def test_a_removed_log_directory_is_made_again_and_restarts_go_on(builtin, kind)
     assert f"Watched 'imapd' process {old[0]} exited abnormally" in lines
     assert f"Starting imap server ... {new}" in lines
     assert oct((logs / "imap.out").stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("kind", ["built-in", "command"])
+def test_a_server_whose_output_file_cannot_be_opened_still_serves(builtin, kind):
+    """data/log/imap.out made unopenable (here a directory in its place, which stops root too): a
+    forked imapd, or a spawned command, serves all the same, its output discarded, and the default
+    log says why. Before, the forked one exited 70 at every start with no reason anywhere the admin
+    looks, and the command failed to start (`unable to start: is a directory`)."""
+    import socket
+    import sys
+
+    from tests.watcher.conftest import FAKE
+
+    builtin.configure()
+    port = int(builtin.cli("configutil", "-o", "service.imap.port").stdout)
+    if kind == "command":
+        assert builtin.cli("configutil", "-o", "local.imap.command", "-v",
+                           f"{sys.executable} -S {FAKE} {port}").returncode == 0
+    out = builtin.root.log_dir / "imap.out"
+    builtin.root.log_dir.mkdir(parents=True, exist_ok=True)
+    out.mkdir()
+    builtin.start()
+    st = all_running(builtin)
+    pid = st["imap"]["pids"][0]
+    assert st["imap"]["restarts"] == 0
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        assert s.recv(100).startswith(b"* OK")
+    why = f"unable to open {out}: is a directory; its output is discarded"
+    default = (builtin.root.log_dir / "default").read_text()
+    who = f"imapd[{pid}] Warning: " if kind == "built-in" else f"watcher Warning: imap server {pid}: "
+    assert who + why in default, default
