@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from msgsrv.errors import ExitStatus, MsgsrvError
+from msgsrv.errors import ExitStatus, MsgsrvError, file_problem
 
 
 def error(prog: str, message: str) -> None:
@@ -43,6 +43,8 @@ def message(e: BaseException) -> str | None:
         return str(e)
     if isinstance(e, (KeyboardInterrupt, BrokenPipeError)):
         return None
+    if isinstance(e, OSError) and e.filename:
+        return file_problem(e)  # the environment, not a bug: which file, and why
     return f"internal error: {type(e).__name__}: {e}"
 
 

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 
 from msgsrv.control.protocol import KEEPALIVE, Answer, format_request
-from msgsrv.errors import OperationFailed
+from msgsrv.errors import OperationFailed, file_problem
 from msgsrv.paths import ServerRoot
 
 DEFAULT_CALL_TIMEOUT = 5.0
@@ -79,7 +79,7 @@ def read_token(root: ServerRoot) -> str:
     try:
         return root.token_file.read_text().strip()
     except OSError as e:
-        raise WatcherUnavailable(f"unable to read the watcher token {root.token_file}: {e.strerror}") from None
+        raise WatcherUnavailable(f"unable to read the watcher token {file_problem(e)}") from None
 
 
 def who_am_i() -> str:

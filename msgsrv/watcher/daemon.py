@@ -25,7 +25,7 @@ import time
 from msgsrv import messages as M
 from msgsrv.atomicfile import write_atomic
 from msgsrv.control import listeners, notify
-from msgsrv.errors import OperationFailed
+from msgsrv.errors import OperationFailed, file_problem
 from msgsrv.paths import ServerRoot
 from msgsrv.watcher import cgroup, prefork, statefile
 from msgsrv.watcher.children import Processes
@@ -96,7 +96,7 @@ async def run(root: ServerRoot, ha: bool = False) -> int:
     except OSError as e:  # a file of the server root it cannot use (read-only, full disk): one line
         if e.filename is None:
             raise
-        raise OperationFailed(f"{e.filename}: {(e.strerror or str(e)).lower()}") from None
+        raise OperationFailed(file_problem(e)) from None
 
 
 async def _run_locked(root: ServerRoot, ha: bool) -> int:
