@@ -22,6 +22,8 @@ REFRESHABLE = ("watcher", "sched")  # the daemons that reread their config on SI
 def _records(path) -> list[dict]:
     try:
         data = json.loads(path.read_text())
+    except PermissionError:
+        raise  # another user's server root: not "not running" (the command names the file)
     except (OSError, ValueError):
         return []
     if not isinstance(data, list):

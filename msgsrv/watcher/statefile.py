@@ -43,8 +43,12 @@ def boot_id() -> str:
 
 
 def read_json(path: Path):
+    """PATH's JSON, or None when it is missing or unreadable as JSON. A file that may not be read
+    (another user's server root) is not "no record": PermissionError goes to the caller."""
     try:
         return json.loads(path.read_bytes())
+    except PermissionError:
+        raise
     except (OSError, ValueError):
         return None
 

@@ -48,6 +48,7 @@ def run_without_override(root, *argv: str) -> subprocess.CompletedProcess:
     (["msprobe"], "config"),
     (["mboxutil", "-l"], "config"),
     (["watcher", "status"], "data/run/watcher.token"),
+    (["refresh"], "data/run/watcher.pid"),  # not "neither ... is running": it cannot know
 ])
 def test_a_root_of_another_user_is_one_line_naming_its_owner(foreign_root, argv, path):
     r = run_without_override(foreign_root, *argv)
