@@ -19,10 +19,12 @@ from pathlib import Path
 
 from msgsrv.atomicfile import locked, write_atomic
 from msgsrv.config import catalogue
+from msgsrv.errors import OperationFailed
 
 
-class StoreError(Exception):
-    """The store file cannot be read or parsed."""
+class StoreError(OperationFailed):
+    """The store file cannot be read or parsed (a command that does not handle it says its one
+    line and exits 1)."""
 
 
 def _text(value) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from msgsrv import messages as M
-from msgsrv.config.store import ConfigStore, StoreError
+from msgsrv.config.store import ConfigStore, StoreError, reason
 
 
 class Settings(ConfigStore):
@@ -49,7 +49,7 @@ class ConfigView:
         except FileNotFoundError:
             data = b""
         except OSError as e:
-            self._broken(f"unable to read {self.path}: {e.strerror}")
+            self._broken(f"unable to read {self.path}: {reason(e, self.path)}")
             return self.current
         if data == self._seen:
             return self.current
