@@ -75,6 +75,9 @@ def call_timeout(root: ServerRoot) -> float:
     return max(value, MIN_CALL_TIMEOUT) if value > 0 else DEFAULT_CALL_TIMEOUT
 
 
+NOT_RUNNING = "the watcher is not running (start-msg starts it)"
+
+
 def read_token(root: ServerRoot) -> str:
     try:
         return root.token_file.read_text().strip()
@@ -103,11 +106,17 @@ class WatcherClient:
         if port is None:
             port = rec["port"] if rec and isinstance(rec.get("port"), int) else watcher_port(root)
         timeout = call_timeout(root) if timeout is None else timeout
+        if rec is None and not root.token_file.exists():
+            raise WatcherUnavailable(NOT_RUNNING)  # never started here, or stopped: no token left
         token = read_token(root)
         try:
             sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         except TimeoutError:
             raise WatcherNotAnswering(rec["pid"] if rec else None, port) from None
+        except ConnectionRefusedError as e:
+            if rec is None:  # no run record names a live watcher, and nothing listens: say that
+                raise WatcherUnavailable(NOT_RUNNING) from None
+            raise WatcherUnavailable(f"unable to connect to watcher on 127.0.0.1:{port}: {e.strerror}") from None
         except OSError as e:
             raise WatcherUnavailable(f"unable to connect to watcher on 127.0.0.1:{port}: "
                                      f"{e.strerror or e}") from None

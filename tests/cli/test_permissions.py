@@ -43,7 +43,7 @@ def run_without_override(root, *argv: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("argv, path", [
     (["start-msg"], "config"),
-    (["stop-msg"], "data/run/watcher.lock"),
+    (["stop-msg"], "data/run/watcher.token"),
     (["configutil", "-o", "local.autorestart", "-v", "no"], "config"),
     (["msprobe"], "config"),
     (["mboxutil", "-l"], "config"),

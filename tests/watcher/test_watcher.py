@@ -281,3 +281,18 @@ def test_sigterm_to_the_watcher_stops_everything(suite, cli):
     wait_for(lambda: not psutil.pid_exists(w) or psutil.Process(w).status() == "zombie")
     wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids))
     assert M.WATCHER_EXITING.format(pid=w) in suite.log()
+
+
+def test_watcher_status_says_plainly_that_no_watcher_runs(suite, cli):
+    """On a new root and after stop-msg: not `unable to read the watcher token ...: no such file`
+    or `unable to connect ...: Connection refused`, but what it means; exit 1 (the OCF agent's
+    monitor takes 1 for not running)."""
+    from msgsrv.control.client import NOT_RUNNING
+
+    suite.configure()
+    for when in ("new", "stopped"):
+        r = cli("watcher", "status")
+        assert (r.returncode, r.stdout, r.stderr) == (1, "", f"watcher: {NOT_RUNNING}\n"), (when, r)
+        if when == "new":
+            assert cli("start-msg").returncode == 0
+            assert cli("stop-msg").returncode == 0
