@@ -12,6 +12,7 @@ may record a pass every second: a million rows a day). The statistics and the sp
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import statistics
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 
 DAY = 86400.0
 SPARKS = "▁▂▃▄▅▆▇█"
+DAMAGED = ("SQLITE_NOTADB", "SQLITE_CORRUPT")  # a file sqlite cannot use: kept aside, a new one begun
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (ts REAL NOT NULL, series TEXT NOT NULL, value REAL NOT NULL,
                                     ok INTEGER NOT NULL DEFAULT 1);
@@ -69,18 +71,33 @@ def summarize(series: str, values: list[float], oks: list[bool] | None = None, w
 
 # -- the database shell -----------------------------------------------------------------------
 class History:
-    def __init__(self, path: Path, days: float = 30):
+    def __init__(self, path: Path, days: float = 30, timeout: float = 5.0):
         self.path = Path(path)
         self.days = days
+        self.timeout = timeout  # seconds to wait for another writer's lock
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=5.0)
+        db = sqlite3.connect(self.path, timeout=self.timeout)
         db.executescript(SCHEMA)
         return db
 
-    def record(self, samples: list[tuple[str, float, bool]], now: float) -> None:
-        """Store (series, value, ok) samples taken at NOW and drop what is older than the bound."""
+    def record(self, samples: list[tuple[str, float, bool]], now: float) -> str | None:
+        """Store (series, value, ok) samples taken at NOW and drop what is older than the bound.
+        A damaged database file (not a database, malformed) is kept aside under a new name and a
+        new one is started, so that history goes on: returns where it was put, else None."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        aside = None
+        try:
+            self._store(samples, now)
+        except sqlite3.DatabaseError as e:
+            if getattr(e, "sqlite_errorname", "") not in DAMAGED:
+                raise  # busy, locked, full: not the file's fault
+            aside = self.path.with_name(f"{self.path.name}.damaged-{int(now)}")
+            os.replace(self.path, aside)
+            self._store(samples, now)
+        return aside and str(aside)
+
+    def _store(self, samples: list[tuple[str, float, bool]], now: float) -> None:
         db = self._connect()
         try:
             with db:

@@ -14,6 +14,7 @@ DISK_LOW = "{name} partition {path}: only {pct}% disk space available (threshold
 DISK_FAILED = "unable to check disk space of {name} partition {path}: {reason}"
 ALARM = "alarm {key}: {outcome}"
 HISTORY_FAILED = "unable to record history in {path}: {reason}"
+HISTORY_DAMAGED = "history in {path} was damaged (not a database sqlite can read); kept as {aside}, a new one started"
 RESTART_ALREADY = "restart of {units} already in progress"
 RESTART_LIMIT = "restart limit reached for {text}; not restarted"
 RESTART_STALE = "{units} restarted since the probe began; nothing to do"

@@ -304,10 +304,12 @@ def _record(root: ServerRoot, store: ConfigStore, report: PassReport, log: _Logg
     samples = [(o.target.service, o.result.elapsed, o.status.healthy) for o in report.outcomes]
     samples += [(f"disk:{d.name}", d.free_percent, not d.low) for d in report.disks if d.free_percent is not None]
     try:
-        hist.record(samples, now)
+        aside = hist.record(samples, now)
     except Exception as e:  # sqlite3.Error or OSError: history is never worth failing a pass
         log("Error", M.HISTORY_FAILED.format(path=root.history_db, reason=e), console=True)
         return None
+    if aside:
+        log("Warning", M.HISTORY_DAMAGED.format(path=root.history_db, aside=aside), console=True)
     return hist
 
 

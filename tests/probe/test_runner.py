@@ -162,3 +162,15 @@ def test_full_pass_checks_disks_and_reports_low_space(root):
     # the alarm mail could not be sent: logged, the pass still completes
     assert "unable to send alarm mail to 127.0.0.1:" in log  # the default host
     assert json.dumps(report.to_dict())
+
+
+def test_a_damaged_history_file_is_set_aside_and_said(root, fakes):
+    configure(root, **{"service.imap.port": fakes.start("imap")})
+    root.history_db.parent.mkdir(parents=True, exist_ok=True)
+    root.history_db.write_bytes(b"\x00garbage" * 512)
+    report = asyncio.run(run_pass(root, ["imap"]))
+    assert report.healthy  # history is never worth failing a pass
+    aside = list(root.history_db.parent.glob("counters.sqlite.damaged-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == b"\x00garbage" * 512
+    assert f"msprobe Warning: history in {root.history_db} was damaged" in default_log(root)
+    assert [s.series for s in History(root.history_db).summaries()] == ["imap"]

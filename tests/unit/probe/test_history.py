@@ -48,3 +48,35 @@ def test_pruning_old_samples_uses_the_ts_index(tmp_path):
     plan = " ".join(str(r) for r in db.execute("EXPLAIN QUERY PLAN DELETE FROM samples WHERE ts < ?", (1.0,)))
     db.close()
     assert "USING INDEX samples_ts" in plan or "USING COVERING INDEX samples_ts" in plan, plan
+
+
+def test_a_damaged_file_is_kept_aside_and_a_new_history_begins(tmp_path):
+    path = tmp_path / "counters.sqlite"
+    junk = b"this is not a database, whatever wrote it " * 100
+    path.write_bytes(junk)
+    aside = History(path).record([("imap", 0.5, True)], now=1000.0)
+    assert aside == str(tmp_path / "counters.sqlite.damaged-1000")
+    assert (tmp_path / "counters.sqlite.damaged-1000").read_bytes() == junk  # nothing lost
+    assert History(path).values("imap") == ([0.5], [True])
+    assert History(path).record([("imap", 0.25, True)], now=1001.0) is None  # a sound file stays
+
+
+def test_a_busy_database_is_not_taken_for_a_damaged_one(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "counters.sqlite"
+    History(path).record([("imap", 0.5, True)], now=1000.0)
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing, past the timeout
+    try:
+        h = History(path, timeout=0.1)
+        try:
+            h.record([("imap", 0.25, True)], now=1001.0)
+            raise AssertionError("recorded through an exclusive lock")
+        except sqlite3.OperationalError as e:
+            assert "locked" in str(e)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert not list(tmp_path.glob("*.damaged-*"))
+    assert History(path).values("imap") == ([0.5], [True])
