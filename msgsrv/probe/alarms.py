@@ -120,7 +120,9 @@ class AlarmState:
         """Count one more time over threshold; returns (times_over, last_sent) before sending."""
         with locked(self.path.with_name(self.path.name + ".lock")):
             data = self._read()
-            entry = data.setdefault(key, {"last_sent": None, "times_over": 0})
+            entry = data.get(key)
+            if not (isinstance(entry, dict) and isinstance(entry.get("times_over"), int)):
+                entry = data[key] = {"last_sent": None, "times_over": 0}  # new, or not ours to trust
             if sent is None:
                 entry["times_over"] += 1
             elif sent:
@@ -129,10 +131,12 @@ class AlarmState:
             return entry["times_over"], entry["last_sent"]
 
     def _read(self) -> dict:
+        """The counts; {} for a missing or damaged file (counting starts again, msprobe goes on)."""
         try:
-            return json.loads(self.path.read_text())
+            data = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return {}
+        return data if isinstance(data, dict) else {}
 
 
 def send(host: str, port: int, sender: str, rcpt: str, headers: dict[str, str], body: str) -> None:

@@ -144,3 +144,26 @@ def test_test_alarm_reaches_the_builtin_dispatcher_and_the_store(root, cli):
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.mark.parametrize("damage", ["list", "shape", "text"])
+def test_a_damaged_alarm_state_is_counted_afresh_and_the_mail_still_goes(root, smtp_sink, damage):
+    """data/alarms.json written over (valid JSON of the wrong shape, or not JSON) between two
+    passes: the counts start again, so the alarms' mail goes again (the rate limit's memory is
+    gone with the file); the pass never fails on it."""
+    import json
+
+    off = {n: "no" for n in ("local.ens.enable", "local.store.enable", "service.imap.enable", "service.pop.enable",
+                             "service.http.enable", "local.sched.enable", "local.imta.enable", "local.cert.enable")}
+    configure(root, **off, **{"alarm.diskavail.msgalarmthreshold": 100, "alarm.msgalarmnoticehost": "127.0.0.1",
+                              "alarm.msgalarmnoticeport": smtp_sink.port})
+    asyncio.run(run_pass(root))
+    assert len(smtp_sink.mails) == 2
+    path = root.data_dir / "alarms.json"
+    keys = sorted(json.loads(path.read_text()))
+    path.write_text({"list": "[1, 2]", "text": "{not json",
+                     "shape": json.dumps({keys[0]: 7, keys[1]: {"times_over": "x", "last_sent": "y"}})}[damage])
+    asyncio.run(run_pass(root))
+    assert len(smtp_sink.mails) == 4
+    state = json.loads(path.read_text())
+    assert sorted(state) == keys and all(state[k]["times_over"] == 1 for k in keys), state
