@@ -52,3 +52,4 @@ FROZEN_STOPPED = "process {pid} is stopped by a signal and answers nothing until
 FROZEN_TRACED = "process {pid} is stopped by a debugger or tracer and answers nothing while it stays so"
 START_INTERRUPTED = "start interrupted: a stop of everything was requested{by}"
 SHUTTING_DOWN = "the watcher is shutting down{by}"
+STATE_DAMAGED = "{path} is damaged; what could not be read of it is left out (restart counts may start again)"

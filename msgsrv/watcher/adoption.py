@@ -32,6 +32,8 @@ def adopt(sup: Supervisor, restore: bool = False, rebooted: bool = False, reques
     REQUEST_FOLLOWS: start-msg launched this watcher and its START says what to start, as after a
     first boot (its `Starting ...` lines are then the start's, not `already running`)."""
     saved = statefile.read_state(sup.root.run_dir) if restore else {}
+    if saved.get("damaged"):
+        sup.alert(M.STATE_DAMAGED.format(path=sup.root.run_dir / statefile.STATE), "Warning")
     if restore:
         sup.budget.restore(saved.get("budget") or {})
         sup.restarts_total.update(saved.get("restarts_total") or {})

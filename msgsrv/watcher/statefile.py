@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -115,9 +116,11 @@ def read_state(run_dir: Path) -> dict:
     """The saved supervision state. From another boot, only what a reboot keeps: the last good
     configuration, what was meant to run, what was given up (not the budget, the restarts under
     way or counted, the last exits or a start under way: they were of processes of that boot)."""
-    data = read_json(Path(run_dir) / STATE)
+    path = Path(run_dir) / STATE
+    data = read_json(path)
     if not isinstance(data, dict):
-        return {}
+        return {"damaged": True} if path.exists() else {}
+    data = sane_state(data)
     if data.get("boot_id") != boot_id():  # another boot (or a record that does not say)
         for key in ("budget", "pending", "restarts_total"):
             data.pop(key, None)
@@ -126,6 +129,64 @@ def read_state(run_dir: Path) -> dict:
                 facts.pop("last_exit", None)
                 facts.pop("start_pending", None)
     return data
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _strings(x) -> bool:
+    return isinstance(x, list) and all(isinstance(s, str) for s in x)
+
+
+def _fact(f: dict) -> dict:
+    """One component's saved facts, each kept only in the shape the watcher wrote it."""
+    out = {}
+    for key in ("wanted", "start_pending"):
+        if isinstance(f.get(key), bool):
+            out[key] = f[key]
+    for key in ("state", "reason"):
+        if key in f and (f[key] is None or isinstance(f[key], str)):
+            out[key] = f[key]
+    e = f.get("last_exit")
+    if e is None and "last_exit" in f or isinstance(e, dict) and all(
+            e.get(k) is None or _number(e[k]) for k in ("pid", "status", "time")) \
+            and (e.get("how") is None or isinstance(e["how"], str)):
+        out["last_exit"] = e
+    return out
+
+
+def sane_state(data: dict) -> dict:
+    """DATA with whatever is not in the shape the watcher writes left out (a file written over or
+    by hand must never keep a watcher from starting); "damaged": True when anything was."""
+    out: dict = {}
+    if isinstance(data.get("boot_id"), str):
+        out["boot_id"] = data["boot_id"]
+    for key in ("written", "mono"):
+        if _number(data.get(key)):
+            out[key] = data[key]
+    budget = data.get("budget", {})
+    if isinstance(budget, dict):
+        out["budget"] = {u: t for u, t in budget.items() if isinstance(t, list) and all(_number(x) for x in t)}
+    totals = data.get("restarts_total", {})
+    if isinstance(totals, dict):
+        out["restarts_total"] = {u: n for u, n in totals.items() if isinstance(n, int) and not isinstance(n, bool)
+                                 and n >= 0}
+    comps = data.get("components", {})
+    if isinstance(comps, dict):
+        out["components"] = {c: _fact(f) for c, f in comps.items() if isinstance(f, dict)}
+    pending = data.get("pending", [])
+    if isinstance(pending, list):
+        out["pending"] = [p for p in pending if isinstance(p, dict) and isinstance(p.get("unit"), str)
+                          and _strings(p.get("members")) and (p.get("cause") is None or isinstance(p["cause"], str))
+                          and _strings(p.get("hung", []))]
+    config = data.get("config")
+    if isinstance(config, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in config.items()):
+        out["config"] = config
+    known = {"boot_id", "written", "mono", "budget", "restarts_total", "components", "pending", "config"}
+    if any(k not in out or out[k] != data[k] for k in known & set(data)):
+        out["damaged"] = True
+    return out
 
 
 def other_boot(recorded: str | None) -> bool:

@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import psutil
+import pytest
 
 from msgsrv import messages as M
 from tests.conftest import command_path
@@ -296,3 +297,36 @@ def test_watcher_status_says_plainly_that_no_watcher_runs(suite, cli):
         if when == "new":
             assert cli("start-msg").returncode == 0
             assert cli("stop-msg").returncode == 0
+
+
+DAMAGE = {
+    "not json": lambda good: "{{{ garbage",
+    "not an object": lambda good: "[1, 2, 3]",
+    "components of the wrong shape": lambda good: {**good, "components": {"imap": 5, "store": [1],
+                                                                          "pop": {"wanted": "yes", "last_exit": 7}}},
+    "budget and counts of the wrong shape": lambda good: {**good, "budget": {"store": "x"}, "restarts_total": [1]},
+    "pending restarts of the wrong shape": lambda good: {**good, "pending": [5, {"unit": 3, "members": "imap"}]},
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_a_damaged_supervision_state_never_keeps_the_next_watcher_from_starting(suite, cli, root, damage):
+    """The watcher is killed and data/run/supervision.json is written over (this boot's id kept
+    where it is an object). Before, components or counts of the wrong shape crashed the next
+    watcher at adoption (`Launching watcher ... failed`). It now says the file is damaged, uses
+    what it can, adopts what runs and starts the rest; no restart is counted."""
+    import json
+
+    suite.configure()
+    assert cli("start-msg").returncode == 0
+    before = {c: suite.pids(c) for c in STORE}
+    os.kill(suite.watcher_pid(), signal.SIGKILL)
+    path = root.run_dir / "supervision.json"
+    made = DAMAGE[damage](json.loads(path.read_text()))
+    path.write_text(made if isinstance(made, str) else json.dumps(made))
+    r = cli("start-msg")
+    assert r.returncode == 0, r.stdout + r.stderr
+    st = suite.status()
+    for c in STORE:
+        assert st[c]["state"] == "RUNNING" and st[c]["pids"] == before[c] and st[c]["restarts"] == 0, st[c]
+    assert M.STATE_DAMAGED.format(path=path) in suite.log_lines()

@@ -62,3 +62,29 @@ def test_other_boot_only_when_both_boot_ids_are_known():
     assert statefile.other_boot("another boot")
     assert not statefile.other_boot(statefile.boot_id())
     assert not statefile.other_boot(None) and not statefile.other_boot("")  # a record that does not say
+
+
+def test_a_state_in_the_watchers_own_shape_is_kept_whole_and_not_called_damaged():
+    from msgsrv.watcher.statefile import sane_state
+
+    good = {"boot_id": "b", "written": 1.5, "mono": 2.0, "budget": {"store": [1.0, 2.5]},
+            "restarts_total": {"store": 2}, "pending": [{"unit": "store", "members": ["imap", "pop"],
+                                                         "cause": "imap", "hung": ["imap"]}],
+            "components": {"imap": {"wanted": True, "state": "FATAL", "reason": "x", "start_pending": False,
+                                    "last_exit": {"pid": 5, "status": -9, "how": "killed by signal 9", "time": 3.0}},
+                           "pop": {"wanted": False, "state": None, "reason": None, "last_exit": None,
+                                   "start_pending": False}},
+            "config": {"local.autorestart": "yes"}}
+    assert sane_state(good) == good
+
+
+def test_what_is_not_in_the_watchers_shape_is_left_out_and_the_state_called_damaged():
+    from msgsrv.watcher.statefile import sane_state
+
+    got = sane_state({"boot_id": 7, "budget": {"store": ["x"], "cert": [1.0]}, "restarts_total": {"a": True, "b": 1},
+                      "pending": [5, {"unit": "store", "members": "imap"}, {"unit": "cert", "members": ["cert"]}],
+                      "components": {"imap": 5, "pop": {"wanted": "yes", "last_exit": {"pid": "x"}, "reason": None}},
+                      "config": {"a": 1}})
+    assert got == {"budget": {"cert": [1.0]}, "restarts_total": {"b": 1},
+                   "pending": [{"unit": "cert", "members": ["cert"]}], "components": {"pop": {"reason": None}},
+                   "damaged": True}
