@@ -199,10 +199,22 @@ def other_boot(recorded: str | None) -> bool:
 
 
 def pid_records(path: Path) -> list[dict]:
+    """The records of PATH in the shape the watcher writes them: a pid that cannot be a server's
+    (not a number, 1 or below) is left out; a start time, worker, start or cgroup of the wrong shape
+    is taken as not recorded (a pid without a start time must then show it is this root's)."""
     data = read_json(path)
     if not isinstance(data, list):
         return []
-    return [d for d in data if isinstance(d, dict) and isinstance(d.get("pid"), int)]
+    out = []
+    for d in data:
+        if not isinstance(d, dict) or not isinstance(d.get("pid"), int) or isinstance(d["pid"], bool) or d["pid"] <= 1:
+            continue
+        worker = d.get("worker")
+        out.append({"pid": d["pid"], "create_time": d["create_time"] if _number(d.get("create_time")) else None,
+                    "worker": worker if isinstance(worker, int) and not isinstance(worker, bool) and worker >= 0 else 0,
+                    "started": d["started"] if _number(d.get("started")) else None,
+                    "cgroup": d["cgroup"] if isinstance(d.get("cgroup"), str) else None})
+    return out
 
 
 def write_pid_records(recorder: Recorder, path: Path, records: list[dict]) -> None:

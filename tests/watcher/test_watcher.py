@@ -330,3 +330,25 @@ def test_a_damaged_supervision_state_never_keeps_the_next_watcher_from_starting(
     for c in STORE:
         assert st[c]["state"] == "RUNNING" and st[c]["pids"] == before[c] and st[c]["restarts"] == 0, st[c]
     assert M.STATE_DAMAGED.format(path=path) in suite.log_lines()
+
+
+@pytest.mark.parametrize("record", ['[{"pid": -5}]', '[{"pid": 0}]', '[{"pid": 1}]', '[{"pid": true}]', '{"pid": 5}',
+                                    '[{"pid": 2, "create_time": "x", "worker": "a", "started": "b", "cgroup": 5}]'])
+def test_a_damaged_pid_file_never_keeps_the_next_watcher_from_starting(suite, cli, root, record):
+    """imap's pid file written over while no watcher runs: before, a pid of -5 crashed the next
+    watcher (`Launching watcher ... failed`) and a pid of 1 with an unreadable start time could
+    have named init. Now nothing that cannot be a server of this root is adopted: imap, whose
+    record is lost, counts as not running (its store group is restarted, its unrecorded old
+    process ended first as any leftover), and the suite runs."""
+    suite.configure()
+    assert cli("start-msg").returncode == 0
+    old = suite.pids("imap")
+    os.kill(suite.watcher_pid(), signal.SIGKILL)
+    root.pid_file("imap").write_text(record)
+    r = cli("start-msg")
+    assert r.returncode == 0, r.stdout + r.stderr
+    st = wait_for(lambda: (s := suite.status()) and all(s[c]["state"] == "RUNNING" for c in STORE) and s,
+                  timeout=20)
+    assert st["imap"]["pids"] and 1 not in st["imap"]["pids"] and st["imap"]["pids"] != old
+    assert not psutil.pid_exists(old[0]) or psutil.Process(old[0]).status() == psutil.STATUS_ZOMBIE
+    assert _answers(suite.ports["imap"])
