@@ -26,7 +26,7 @@ set -u
 PACKAGES=(
     dovecot-imapd dovecot-pop3d postfix resource-agents libxml2-utils systemd prometheus iproute2
     groff man-db
-    curl fetchmail mutt
+    curl fetchmail mutt faketime
     chromium chromium-driver
     dovecot-dev build-essential autoconf automake libtool pkg-config
     git

@@ -105,8 +105,10 @@ def render(alarm: Alarm, sender: str, rcpt: str, server_instance: str, times_ove
 
 
 def due(last_sent: float | None, now: float, interval_hours: float) -> bool:
-    """Mail again only when no mail for this alarm went out in the last INTERVAL_HOURS."""
-    return last_sent is None or now - last_sent >= interval_hours * 3600.0
+    """Mail again only when no mail for this alarm went out in the last INTERVAL_HOURS. A last
+    mail more than a minute in the future means the clock was stepped back since: the interval
+    cannot be measured, and the alarm is mailed (rather than kept quiet for the step and more)."""
+    return last_sent is None or now - last_sent >= interval_hours * 3600.0 or last_sent - now > 60.0
 
 
 # -- the shell --------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import os
 import shlex
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,6 +44,7 @@ SOURCE = "imsched"
 PREFIX = "local.schedule."
 STOP_GRACE = 1.0  # seconds a running task gets after SIGTERM before SIGKILL
 CONFIG_CHECK = 1.0  # seconds between two looks at config/msg.toml
+CLOCK_STEP = 5.0  # seconds the wall clock may gain or lose on the monotonic one before it is a step
 SHELL_WORDS = {">", ">>", "<", "|", "||", "&&", ";", "&", "2>", "2>&1"}
 # Programs of the suite that a relative command may name (lib/msprobe, sbin/mboxutil, ...).
 TASK_ROW = catalogue.lookup(PREFIX + "task")
@@ -160,6 +162,7 @@ class Scheduler:
         self._stopping = False
         self._children: set[asyncio.Task] = set()
         self._config_id: tuple | None = None
+        self._clock: tuple[datetime, float] | None = None  # wall and monotonic time at the last look
 
     def log(self, severity: str, text: str) -> None:
         try:
@@ -211,6 +214,7 @@ class Scheduler:
             if self._reload:
                 self._reload = False
                 self.load(now)
+            self._notice_a_clock_step(now)
             for name in sorted(self.due):
                 if self.due[name] <= now:
                     self._fire(self.tasks[name], now)
@@ -226,6 +230,22 @@ class Scheduler:
             except TimeoutError:
                 pass
         await self._terminate_running()
+
+    def _notice_a_clock_step(self, now: datetime) -> None:
+        """The wall clock stepped (NTP after boot, a VM resumed, `date -s`) when it moved more than
+        CLOCK_STEP seconds apart from the monotonic clock since the last look: every next time is
+        computed again from NOW. Back, the old ones would lie up to the step ahead (msprobe
+        silent for an hour); forward, they would all be due at once."""
+        mono = time.monotonic()
+        if self._clock is not None:
+            wall0, mono0 = self._clock
+            step = (now - wall0).total_seconds() - (mono - mono0)
+            if abs(step) > CLOCK_STEP:
+                self.log("Warning", f"the clock stepped {'back' if step < 0 else 'forward'} by {abs(step):.0f} s; "
+                                    "next run times computed again from now")
+                for name, task in self.tasks.items():
+                    self.due[name] = next_time(task.schedule, now)
+        self._clock = (now, mono)
 
     def _fire(self, task: Task, now: datetime) -> None:
         self.due[task.name] = next_time(task.schedule, now, previous=self.due[task.name])

@@ -45,13 +45,13 @@ def answers(port: int) -> bool:
 def imsched(root):
     procs = []
 
-    def start(**settings):
+    def start(env: dict | None = None, **settings):
         port = free_port()
         sets = {"local.schedule.msprobe.enable": "no", "local.sched.port": str(port)}
         sets.update(settings)
         ConfigStore(root.config_file).update(sets)
         p = subprocess.Popen([command_path("imsched")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=dict(os.environ, MSGSRV_BASE=str(root.base)))
+                             text=True, env=dict(os.environ, MSGSRV_BASE=str(root.base), **(env or {})))
         procs.append(p)
         wait_for(lambda: answers(port) or p.poll() is not None)
         assert p.poll() is None, p.stderr.read()
@@ -257,3 +257,34 @@ def test_config_change_through_a_symlinked_store_is_noticed(root, imsched, tmp_p
     root.config_file.symlink_to(target)
     ConfigStore(root.config_file).update({"local.schedule.tick": "0.2 /bin/sh -c 'echo a >> a.txt'"})
     wait_for(lambda: lines(a), timeout=5)
+
+
+def faketime_env(offset_file) -> dict:
+    """The environment under which libfaketime (Debian package faketime) moves the wall clock by
+    what OFFSET_FILE says, read again at every call; the monotonic clock stays true."""
+    import glob
+
+    lib = next(iter(glob.glob("/usr/lib/*/faketime/libfaketime.so.1")), None)
+    if lib is None:
+        pytest.skip("libfaketime not installed (Debian package faketime; scripts/ci-deps.sh installs it)")
+    return {"LD_PRELOAD": lib, "FAKETIME_TIMESTAMP_FILE": str(offset_file), "FAKETIME_NO_CACHE": "1",
+            "DONT_FAKE_MONOTONIC": "1"}
+
+
+@pytest.mark.integration  # libfaketime: under CI=true it must be there
+@pytest.mark.parametrize("step", ["-1h", "+2h"])
+def test_a_clock_step_does_not_stop_the_schedule(root, imsched, step):
+    """The wall clock steps (NTP correcting a clock after boot, a VM resumed, an admin's `date -s`).
+    Back an hour: before, every task waited for its old next time, an hour away, and msprobe did not
+    run for that hour. Now the step is noticed (the wall clock against the monotonic one), logged,
+    and every next time is computed again from the new now. Forward: no burst of missed runs."""
+    offset = root.base / "clock-offset"
+    offset.write_text("+0\n")
+    a = root.base / "a.txt"
+    imsched(env=faketime_env(offset), **{"local.schedule.tick": "1 /bin/sh -c 'echo a >> a.txt'"})
+    wait_for(lambda: len(lines(a)) >= 2, timeout=10)
+    offset.write_text(step + "\n")
+    n = len(lines(a))
+    wait_for(lambda: len(lines(a)) >= n + 3, timeout=10)
+    assert len(lines(a)) <= n + 5  # about one a second, not a catch-up of the skipped hours
+    assert f"imsched Warning: the clock stepped {'back' if step[0] == '-' else 'forward'} by " in log(root)

@@ -28,3 +28,5 @@ def test_rate_limit_per_warning_interval():
     assert due(None, 1000.0, 24)
     assert not due(1000.0, 1000.0 + 23 * 3600, 24)
     assert due(1000.0, 1000.0 + 24 * 3600, 24)
+    assert not due(1000.0, 1000.0 - 30, 24)  # a few seconds' correction: still within the interval
+    assert due(1000.0 + 3600, 1000.0, 24)  # the clock went back an hour since the last mail
