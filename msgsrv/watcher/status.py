@@ -13,6 +13,8 @@ import psutil
 from msgsrv import messages as M
 from msgsrv.components import BY_NAME, START_ORDER, STORE_GROUP
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of a start time in /proc/PID/stat
+
 if TYPE_CHECKING:
     from msgsrv.watcher.supervisor import Supervisor
 
@@ -30,23 +32,50 @@ def pss(pids: list[int]) -> int | None:
     return total if seen else None
 
 
-def frozen(pids: list[int]) -> list[dict]:
-    """The processes of PIDS that answer nothing though they exist: stopped by a signal (SIGSTOP, a
-    terminal stop: state T) or by a debugger (t), each {"pid", "why"}. The supervisor's state stays
-    RUNNING (the process lives; msprobe finds a component that answers nothing hung and asks for
-    its restart); the view says so, so status never shows a stopped server as one that serves."""
+def proc_stat(pid: int) -> tuple[bytes, int] | None:
+    """PID's state letter and start time (clock ticks after boot), from /proc/PID/stat; None when
+    it cannot be read (gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2:].split()  # the command name may hold spaces and parentheses
+    try:
+        return fields[0], int(fields[19])  # fields 3 (state) and 22 (starttime) of proc(5)
+    except (IndexError, ValueError):
+        return None
+
+
+def system_uptime() -> float | None:
+    """Seconds since boot (/proc/uptime): a clock no step of the wall clock moves."""
+    try:
+        with open("/proc/uptime", "rb") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def frozen(stats: dict[int, tuple[bytes, int] | None]) -> list[dict]:
+    """The processes (pid -> proc_stat) that answer nothing though they exist: stopped by a signal
+    (SIGSTOP, a terminal stop: state T) or by a debugger (t), each {"pid", "why"}. The supervisor's
+    state stays RUNNING (the process lives; msprobe finds a component that answers nothing hung and
+    asks for its restart); the view says so, so status never shows a stopped server as serving."""
     out = []
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        end = stat.rfind(b")")  # the command name may hold spaces and parentheses
-        code = stat[end + 2:end + 3]
-        if code in (b"T", b"t"):
-            out.append({"pid": pid, "why": (M.FROZEN_STOPPED if code == b"T" else M.FROZEN_TRACED).format(pid=pid)})
+    for pid, st in stats.items():
+        if st is not None and st[0] in (b"T", b"t"):
+            out.append({"pid": pid, "why": (M.FROZEN_STOPPED if st[0] == b"T" else M.FROZEN_TRACED).format(pid=pid)})
     return out
+
+
+def uptime(kids: list, stats: dict[int, tuple[bytes, int] | None], booted: float | None, now: float) -> float | None:
+    """The age of the oldest of KIDS, measured on the clock since boot (its start in /proc against
+    /proc/uptime), so that a step of the wall clock never shows a negative or inflated uptime; the
+    recorded start time where /proc cannot tell."""
+    if not kids:
+        return None
+    ages = [booted - st[1] / CLOCK_TICKS for st in stats.values() if st is not None and booted is not None]
+    return round(max(0.0, max(ages)) if ages else now - min(k.started for k in kids), 1)
 
 
 def frozen_tag(row: dict) -> str:
@@ -69,16 +98,18 @@ def snapshot(sup: Supervisor, with_pss: bool = False) -> dict:
     now, mono = time.time(), time.monotonic()
     window = sup.window()
     rows = []
+    booted = system_uptime()
     for c in START_ORDER:
         comp = sup.comps[c]
         unit = BY_NAME[c].unit
         kids = comp.procs
+        stats = {k.pid: proc_stat(k.pid) for k in kids}
         rows.append({
             "name": c,
             "daemon": BY_NAME[c].daemon,
             "state": comp.state.value,
             "pids": [k.pid for k in kids],
-            "uptime": round(now - min(k.started for k in kids), 1) if kids else None,
+            "uptime": uptime(kids, stats, booted, now),
             "since": round(comp.since, 3),
             "restarts": sup.budget.in_window(unit, mono) if unit else 0,
             "unit": unit,
@@ -87,7 +118,7 @@ def snapshot(sup: Supervisor, with_pss: bool = False) -> dict:
             "wanted": comp.wanted,
             "reason": comp.reason,
             "last_exit": comp.last_exit,
-            "frozen": frozen([k.pid for k in kids]),
+            "frozen": frozen(stats),
         })
         if with_pss:
             rows[-1]["pss"] = pss([k.pid for k in kids]) if kids else None

@@ -352,3 +352,26 @@ def test_a_damaged_pid_file_never_keeps_the_next_watcher_from_starting(suite, cl
     assert st["imap"]["pids"] and 1 not in st["imap"]["pids"] and st["imap"]["pids"] != old
     assert not psutil.pid_exists(old[0]) or psutil.Process(old[0]).status() == psutil.STATUS_ZOMBIE
     assert _answers(suite.ports["imap"])
+
+
+@pytest.mark.integration  # libfaketime (Debian package faketime): under CI=true it must be there
+def test_uptime_is_true_across_a_step_of_the_wall_clock(suite, root):
+    """The watcher's wall clock is set back an hour (libfaketime moves it for the watcher and the
+    servers it starts; the monotonic clock stays): before, every uptime became about -3600 s (the
+    wall clock now minus the wall clock at the start). It is now read on the clock since boot."""
+    from tests.sched.test_imsched import faketime_env
+
+    offset = root.base / "clock-offset"
+    offset.write_text("+0\n")
+    suite.configure()
+    r = subprocess.run([command_path("start-msg")], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, **faketime_env(offset)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    offset.write_text("-1h\n")
+    time.sleep(1.2)
+    st = suite.status()
+    for c in STORE:
+        assert 1.0 <= st[c]["uptime"] < 60, st[c]
+    offset.write_text("+2h\n")
+    st = suite.status()
+    assert all(1.0 <= st[c]["uptime"] < 60 for c in STORE), st
