@@ -228,6 +228,9 @@ class Service:
 
     def main(self) -> int:
         set_process_name(self.daemon)
+        from msgsrv.store import maildir
+
+        maildir.on_repair = lambda text: self.log(text, "Warning")  # a broken uidlist rewritten
         try:
             asyncio.run(self.serve())
         except BindError as e:

@@ -11,13 +11,16 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from msgsrv.errors import OperationFailed
 from msgsrv.store import maildirname as mn
 from msgsrv.store.listing import Gone, Listing, Message
 from msgsrv.store.uidlist import KEYWORDS, UIDLIST, Uidlist, read_keywords, write_keywords
+
+# where a repair is said: a server sets it to its log (services/base.py), anything else says nothing
+on_repair: Callable[[str], None] | None = None
 
 
 class MailboxError(OperationFailed):
@@ -158,7 +161,11 @@ class Mailbox:
             with self.locked():
                 self._uidlist.refresh()
                 if not self._uidlist.validity:
+                    damaged = self._uidlist.damaged or self._uidlist.unreadable()
                     self._uidlist.create(next_uidvalidity(self.user_dir))
+                    if damaged and on_repair is not None:
+                        on_repair(f"{damaged}; wrote a new one (UIDVALIDITY {self._uidlist.validity}): "
+                                  f"the messages of {self.name} get new UIDs")
                 unknown = sorted(b for b in listing.pending if b not in self._uidlist.records)
                 if unknown:
                     self._uidlist.append(unknown)

@@ -45,6 +45,7 @@ class Uidlist:
     _ino: int = 0
     _head: bytes = b""
     _offset: int = 0
+    damaged: str | None = None  # why the file's header could not be read (its records were not)
 
     # -- reading ------------------------------------------------------------------------------
     def refresh(self) -> bool:
@@ -81,14 +82,32 @@ class Uidlist:
         self._offset += end
         return reset or end > 0
 
+    def unreadable(self) -> str | None:
+        """Why a file with no validity read from it is not a new or lost one (missing, empty)
+        but damaged (no whole line, a header without V). Asked under the mailbox lock, when no
+        writer of ours is half-way (Dovecot renames a whole file into place)."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return None
+        return f"{self.path}: no UIDVALIDITY in its {size} bytes" if size else None
+
     def _reset(self) -> None:
+        self.damaged = None
         self.validity, self.next_uid, self.guid = 0, 1, ""
         self.records, self.last_uid, self._ino, self._offset, self._head = {}, 0, 0, 0, b""
 
     def _parse(self, text: str) -> None:
         lines = text.split("\n")
         if self._offset == 0 and lines and lines[0]:
-            self._header(lines[0])
+            try:
+                self._header(lines[0])
+            except UidlistError as e:
+                # not a uidlist any reader here can trust (written over, cut short): its records
+                # are not read; the mailbox's next look under the lock writes a new one with a new
+                # UIDVALIDITY, as Dovecot does with a broken one, and the clients resynchronise
+                self.damaged, self.validity = str(e), 0
+                return
             lines = lines[1:]
         for line in lines:
             uid_text, _, rest = line.partition(" ")

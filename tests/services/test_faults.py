@@ -113,3 +113,35 @@ def test_sigusr1_toggles_hang_in_the_aiohttp_and_aiosmtpd_servers(mailroot):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0
         log.unlink()
+
+
+def test_a_broken_uidlist_does_not_lock_the_user_out_of_imap_and_pop(mailroot):
+    """dovecot-uidlist written over under running servers: before, alice's every SELECT and POP
+    login failed (`unsupported uidlist version`) until someone mended the file by hand. The first
+    look writes a new one: SELECT answers with a new UIDVALIDITY and her messages, POP lists them,
+    and the default log says what was done."""
+    import imaplib
+    import poplib
+
+    from msgsrv.store.mailbox import Store
+    from tests.services.conftest import PASSWORD, USER
+
+    mailroot.spawn("imap")
+    mailroot.spawn("pop")
+    box = Store(mailroot.root).mailbox(USER)
+    box.deliver(b"Subject: one\n\nbody\n")
+    old = box.uidvalidity
+    (mailroot.root.store_dir / USER / "dovecot-uidlist").write_text("garbage\n")
+    imap = imaplib.IMAP4("127.0.0.1", mailroot.port("service.imap.port"), timeout=10)
+    imap.login(USER, PASSWORD)
+    assert imap.select("INBOX") == ("OK", [b"1"])
+    validity = int(imap.response("UIDVALIDITY")[1][0])
+    assert validity != old
+    imap.logout()
+    pop = poplib.POP3("127.0.0.1", mailroot.port("service.pop.port"), timeout=10)
+    pop.user(USER)
+    pop.pass_(PASSWORD)
+    assert pop.stat()[0] == 1
+    pop.quit()
+    log = mailroot.root.default_log.read_text()
+    assert "Warning: " in log and f"wrote a new one (UIDVALIDITY {validity})" in log, log

@@ -194,3 +194,31 @@ def test_uidlist_of_a_mailbox_made_again_is_noticed_even_on_the_same_inode(tmp_p
         f.write("3 V200 N2\n1 :c\n2 :dd\n")
     assert u.refresh()
     assert (u.validity, u.records) == (200, {"c": 1, "dd": 2})
+
+
+@pytest.mark.parametrize("damage", ["garbage\n1 :whatever\n", "9 V1 N2\n", "\x00\x00\x00", "3 N7\n1 :x\n"])
+def test_a_broken_uidlist_is_written_again_with_a_new_uidvalidity_and_said(store, root, damage):
+    """dovecot-uidlist written over (as Dovecot does with a broken one): before, every SELECT and
+    every POP login of that user failed for ever (`unsupported uidlist version`). Its records are
+    not trusted: a new file with a new UIDVALIDITY, every message kept under a new UID, and the
+    repair said where the server logs it."""
+    from msgsrv.store import maildir
+
+    box = store.mailbox("alice")
+    first, second = box.deliver(b"Subject: a\n\none\n"), box.deliver(b"Subject: b\n\ntwo\n")
+    old_validity = box.uidvalidity
+    (root.store_dir / "alice" / "dovecot-uidlist").write_bytes(damage.encode())
+    said: list[str] = []
+    maildir.on_repair = said.append
+    try:
+        again = store.mailbox("alice")
+        uids = [m.uid for m in again.messages()]
+    finally:
+        maildir.on_repair = None
+    assert len(uids) == 2 and again.uidvalidity != old_validity
+    assert sorted(again.message(u).path.read_bytes() for u in uids) == [b"Subject: a\r\n\r\none\r\n",
+                                                                      b"Subject: b\r\n\r\ntwo\r\n"]
+    header = (root.store_dir / "alice" / "dovecot-uidlist").read_text().splitlines()[0]
+    assert header.startswith(f"3 V{again.uidvalidity} ")
+    assert len(said) == 1 and "wrote a new one" in said[0] and "get new UIDs" in said[0], said
+    assert (first, second) == (1, 2)
