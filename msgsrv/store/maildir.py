@@ -35,6 +35,8 @@ def normalize_crlf(data: bytes) -> bytes:
 
 
 def _write_file(path: Path, data: bytes, mtime: float | None = None) -> None:
+    """Write DATA to the new file PATH, synced. A write that fails (a full disk) removes what it had
+    written: a part of a message left in tmp/ would keep the disk full for every later one."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         view = memoryview(data)
@@ -43,6 +45,10 @@ def _write_file(path: Path, data: bytes, mtime: float | None = None) -> None:
         os.fsync(fd)  # RFC 5321 §6.1: once accepted, a message must not be lost
         if mtime is not None:
             os.utime(fd, (mtime, mtime))  # INTERNALDATE is the file's mtime (as in Dovecot)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
     finally:
         os.close(fd)
 

@@ -222,3 +222,29 @@ def test_a_broken_uidlist_is_written_again_with_a_new_uidvalidity_and_said(store
     assert header.startswith(f"3 V{again.uidvalidity} ")
     assert len(said) == 1 and "wrote a new one" in said[0] and "get new UIDs" in said[0], said
     assert (first, second) == (1, 2)
+
+
+def test_a_delivery_that_fills_the_disk_leaves_nothing_behind(root):
+    """A message larger than the space left: the delivery fails (the dispatcher answers 451, the
+    sender retries) and its part-written file is removed from tmp/. Before, the part stayed and
+    kept the disk full: every later delivery, however small, failed too. Run on a 64 KiB tmpfs
+    over the store, in a private mount namespace."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from pathlib import Path; from msgsrv.paths import ServerRoot; "
+            "from msgsrv.store.mailbox import Store; "
+            "root = ServerRoot(Path(sys.argv[1])); store = Store(root); out = {}\n"
+            "try:\n    store.deliver('alice', b'Subject: big\\n\\n' + b'x' * 200_000)\n"
+            "except OSError as e:\n    out['big'] = e.strerror\n"
+            "out['tmp'] = sorted(p.name for p in (root.store_dir / 'alice' / 'tmp').iterdir())\n"
+            "out['small'] = store.deliver('alice', b'Subject: small\\n\\nhi\\n')\n"
+            "print(json.dumps(out))")
+    script = 'mount -t tmpfs -o size=64k,mode=0700 tmpfs "$1" && shift && exec "$@"'
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(root.store_dir), sys.executable, "-c", code,
+                        str(root.base)], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0 and ("unshare" in r.stderr or "mount" in r.stderr):
+        pytest.skip(f"no private tmpfs mount here: {r.stderr.strip()}")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"big": "No space left on device", "tmp": [], "small": 1}
