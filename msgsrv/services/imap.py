@@ -32,6 +32,7 @@ server says `* BYE` and closes.
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
 import ssl
 import time
@@ -266,6 +267,18 @@ class ImapSession(AuthCommands, MailboxCommands, SelectedCommands, LineSession):
             self.errors = 0
             self.sync_selected(verb)
             self.send(f"{tag} NO {e}")
+            return
+        except OSError as e:
+            if isinstance(e, ConnectionError):
+                raise  # the client went away
+            # the store could not be written (a full disk, a read-only or failing one): the command
+            # fails with a reason (RFC 5530), the connection and the server go on
+            self.errors = 0
+            full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+            self.service.log(f"{verb} for {self.user} failed: {e.strerror or e}", "Warning" if full else "Error")
+            self.sync_selected(verb)
+            self.send(f"{tag} NO [OVERQUOTA] Not enough disk space" if full
+                      else f"{tag} NO [SERVERBUG] the mail store failed: {(e.strerror or str(e)).lower()}")
             return
         self.errors = 0
         if result is ANSWERED:

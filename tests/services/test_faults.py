@@ -145,3 +145,40 @@ def test_a_broken_uidlist_does_not_lock_the_user_out_of_imap_and_pop(mailroot):
     pop.quit()
     log = mailroot.root.default_log.read_text()
     assert "Warning: " in log and f"wrote a new one (UIDVALIDITY {validity})" in log, log
+
+
+def test_an_append_that_fills_the_disk_is_no_overquota_and_the_session_goes_on(mailroot):
+    """IMAP APPEND of a message larger than the space left: before, the server dropped the
+    connection (`error serving ...: OSError: [Errno 28]`) and left the part in tmp/. Now the
+    command fails as RFC 5530 says (`NO [OVERQUOTA] Not enough disk space`), the session goes on
+    (a small APPEND succeeds), the default log says why. imapd runs in a private mount namespace
+    with alice's maildir on a 64 KiB tmpfs."""
+    import imaplib
+    import subprocess
+    import sys
+
+    from tests.services.conftest import PASSWORD, USER, server_env, wait_accepting
+
+    maildir = mailroot.root.store_dir / USER
+    maildir.mkdir(parents=True, exist_ok=True)
+    script = 'mount -t tmpfs -o size=64k,mode=0700 tmpfs "$1" && shift && exec "$@"'
+    proc = subprocess.Popen(["unshare", "-m", "sh", "-c", script, "sh", str(maildir), sys.executable, "-m",
+                             "msgsrv.services", "imap"], env=server_env(mailroot.base), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    mailroot.procs.append(proc)
+    try:
+        wait_accepting(mailroot.port("service.imap.port"), proc)
+    except AssertionError:
+        err = proc.stderr.read().decode() if proc.poll() is not None else ""
+        if "unshare" in err or "mount" in err:
+            pytest.skip(f"no private tmpfs mount here: {err.strip()}")
+        raise
+    imap = imaplib.IMAP4("127.0.0.1", mailroot.port("service.imap.port"), timeout=10)
+    imap.login(USER, PASSWORD)
+    big = b"Subject: big\r\n\r\n" + b"x" * 200_000 + b"\r\n"
+    assert imap.append("INBOX", None, None, big) == ("NO", [b"[OVERQUOTA] Not enough disk space"])
+    typ, data = imap.append("INBOX", None, None, b"Subject: small\r\n\r\nhi\r\n")
+    assert typ == "OK" and b"APPENDUID" in data[0]
+    assert imap.select("INBOX") == ("OK", [b"1"])
+    imap.logout()
+    assert f"Warning: APPEND for {USER} failed: No space left on device" in mailroot.root.default_log.read_text()
