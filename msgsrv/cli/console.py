@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -34,7 +35,19 @@ def print_table(title: str | None, columns: list[str], rows: list[list[str]], st
     sys.stdout.write("\n".join(lines) + "\n")
 
 
+lost: OSError | None = None  # why the progress lines could not be written (said once, at the end)
+
+
 def progress(kind: str, text: str) -> None:
-    """Show a watcher progress message: T = text without newline, L = end of line."""
-    sys.stdout.write(text if kind == "T" else text + "\n")
-    sys.stdout.flush()
+    """Show a watcher progress message: T = text without newline, L = end of line. Standard
+    output that cannot be written (a full disk, a closed pipe's reader gone) costs the lines,
+    never the start or stop they tell of: the rest is dropped and `lost` says why."""
+    global lost
+    if lost is not None:
+        return
+    try:
+        sys.stdout.write(text if kind == "T" else text + "\n")
+        sys.stdout.flush()
+    except (OSError, ValueError) as e:
+        lost = e if isinstance(e, OSError) else OSError(str(e))
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more to write, nor at exit

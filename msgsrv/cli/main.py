@@ -16,11 +16,39 @@ def error(prog: str, message: str) -> None:
     sys.stderr.flush()
 
 
+def sane_stdio() -> None:
+    """Descriptors 0, 1 and 2 open (on /dev/null where they were closed, as under some cron jobs
+    and daemons), and sys.stdin/stdout/stderr with them: a closed stdout must not end a start
+    half-way, nor let a socket or file opened later take descriptor 1 or 2."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False, buffering=1 if mode == "w" else -1))  # noqa: SIM115
+
+
+def said_lost_output(prog: str) -> None:
+    """One line on stderr when progress lines could not be written (cli/console.progress)."""
+    from msgsrv.cli import console
+
+    if console.lost is not None:
+        error(prog, f"standard output: {(console.lost.strerror or str(console.lost)).lower()}; "
+                    "its lines were lost, not the work they tell of")
+
+
 def run(command, prog: str, args: list[str] | None = None) -> int:
     import click
 
+    sane_stdio()
     try:
         rv = command.main(args=args, prog_name=prog, standalone_mode=False)
+        said_lost_output(prog)
         return int(rv) if isinstance(rv, int) else 0
     except click.exceptions.Exit as e:
         return e.exit_code

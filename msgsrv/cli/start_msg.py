@@ -105,12 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         # plain `start-msg`, the usual cold start: no option or argument for click to parse, and
         # click costs ~25 ms before the watcher is launched (errors: the same lines as run's); not
         # when the shell asks click for completion (_START_MSG_COMPLETE, with no argument either)
-        from msgsrv.cli.main import failed
+        from msgsrv.cli.main import failed, said_lost_output, sane_stdio
 
+        sane_stdio()
         try:
-            return start(())
+            rc = start(())
         except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - as run(): one line, no traceback
             return failed(PROG, e)
+        said_lost_output(PROG)
+        return rc
     return run(command(), PROG, argv)
 
 

@@ -375,3 +375,23 @@ def test_uptime_is_true_across_a_step_of_the_wall_clock(suite, root):
     offset.write_text("+2h\n")
     st = suite.status()
     assert all(1.0 <= st[c]["uptime"] < 60 for c in STORE), st
+
+
+@pytest.mark.parametrize("where", ["closed", "/dev/full", "a pipe closed early"])
+def test_start_and_stop_do_their_work_whatever_becomes_of_their_output(suite, cli, where):
+    """start-msg from a cron job with stdout closed, into a full disk, or into `| head -1`: before,
+    `internal error: AttributeError` or `OSError: [Errno 28]` and nothing started. The work is
+    done all the same; a lost output is said in one line on stderr, the exit status is the work's."""
+    suite.configure()
+    redirect = {"closed": ">&-", "/dev/full": ">/dev/full", "a pipe closed early": "| head -c 1 >/dev/null"}[where]
+    for cmd in ("start-msg", "stop-msg"):
+        r = subprocess.run(["sh", "-c", f'"$0" {redirect}; echo "rc=$?" >&2' if "|" not in redirect
+                            else f'"$0" {redirect}; echo "rc=${{PIPESTATUS:-0}}" >&2', command_path(cmd)],
+                           capture_output=True, text=True, timeout=60, executable="/bin/bash")
+        assert "rc=0" in r.stderr and "internal error" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+        if where == "/dev/full":
+            assert f"{cmd}: standard output: no space left on device; its lines were lost" in r.stderr, r.stderr
+        if cmd == "start-msg":
+            st = suite.status()
+            assert all(st[c]["state"] == "RUNNING" for c in STORE), st
+    assert cli("watcher", "status").returncode == 1  # stopped, the watcher too
