@@ -25,10 +25,15 @@ class OperationFailed(MsgsrvError):
     exit_code = ExitStatus.FAILED
 
 
+def os_reason(e: OSError) -> str:
+    """`read-only file system`, `no space left on device`: the errno text as an admin says it."""
+    return (e.strerror or str(e)).lower()
+
+
 def file_problem(e: OSError) -> str:
     """One line for an OSError naming a file: `/srv/msgsrv/config: permission denied (/srv/msgsrv
     belongs to mail: run as mail)`; the owner is named when it is not who runs the command."""
-    line = f"{e.filename}: {(e.strerror or str(e)).lower()}"
+    line = f"{e.filename}: {os_reason(e)}"
     return line + _owner_hint(str(e.filename)) if isinstance(e, PermissionError) else line
 
 

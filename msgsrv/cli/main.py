@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from msgsrv.errors import ExitStatus, MsgsrvError, file_problem
+from msgsrv.errors import ExitStatus, MsgsrvError, file_problem, os_reason
 
 
 def error(prog: str, message: str) -> None:
@@ -38,7 +38,7 @@ def said_lost_output(prog: str) -> None:
     from msgsrv.cli import console
 
     if console.lost is not None:
-        error(prog, f"standard output: {(console.lost.strerror or str(console.lost)).lower()}; "
+        error(prog, f"standard output: {os_reason(console.lost)}; "
                     "its lines were lost, not the work they tell of")
 
 

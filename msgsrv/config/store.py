@@ -19,7 +19,7 @@ from pathlib import Path
 
 from msgsrv.atomicfile import locked, write_atomic
 from msgsrv.config import catalogue
-from msgsrv.errors import OperationFailed
+from msgsrv.errors import OperationFailed, os_reason
 
 
 class StoreError(OperationFailed):
@@ -72,7 +72,7 @@ def reason(e: OSError, path: Path | None = None) -> str:
         for p in Path(path).parents:
             if p.exists() and not p.is_dir():
                 return f"{p} is not a directory"
-    return (e.strerror or str(e)).lower()
+    return os_reason(e)
 
 
 def _alive(pid: int) -> bool:

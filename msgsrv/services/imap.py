@@ -37,6 +37,7 @@ import re
 import ssl
 import time
 
+from msgsrv.errors import os_reason
 from msgsrv.services.authlimit import LoginThrottle
 from msgsrv.services.base import LineSession, LineTooLong, Service, masked
 from msgsrv.services.imapauth import AuthCommands
@@ -278,7 +279,7 @@ class ImapSession(AuthCommands, MailboxCommands, SelectedCommands, LineSession):
             self.service.log(f"{verb} for {self.user} failed: {e.strerror or e}", "Warning" if full else "Error")
             self.sync_selected(verb)
             self.send(f"{tag} NO [OVERQUOTA] Not enough disk space" if full
-                      else f"{tag} NO [SERVERBUG] the mail store failed: {(e.strerror or str(e)).lower()}")
+                      else f"{tag} NO [SERVERBUG] the mail store failed: {os_reason(e)}")
             return
         self.errors = 0
         if result is ANSWERED:

@@ -37,6 +37,7 @@ import psutil
 
 from msgsrv.control import listeners
 from msgsrv.control.runrecord import same_process
+from msgsrv.errors import os_reason
 from msgsrv.watcher import cgroup as cg
 from msgsrv.watcher import prefork
 
@@ -70,7 +71,7 @@ class Child:
 
 def output_lost(log_path, e: OSError) -> str:
     """Why a server's output is discarded: its .out (LOG_PATH) could not be opened (E)."""
-    return f"unable to open {log_path}: {(e.strerror or str(e)).lower()}; its output is discarded"
+    return f"unable to open {log_path}: {os_reason(e)}; its output is discarded"
 
 
 def server_argv(component: str, command: str) -> list[str]:

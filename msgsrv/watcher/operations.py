@@ -209,6 +209,11 @@ class OperationQueue:
         self._closed = (fut, why)
         return fut
 
+    @property
+    def shutdown(self) -> asyncio.Future | None:
+        """The future of the shutdown queued (preempt), None before one is."""
+        return self._closed[0] if self._closed else None
+
     def interrupt(self, labels: tuple[str, ...], cancel: tuple[str, ...], why: str) -> None:
         """Drop the queued operations whose label starts with one of LABELS and cancel the one under
         way if its label starts with one of CANCEL (at its next wait, its open line ending

@@ -76,7 +76,6 @@ class Supervisor:
         self.finished = asyncio.Event()
         self.exit_code = 0
         self.closing = False
-        self._shutting: asyncio.Future | None = None  # the shutdown under way
 
     # -- logging ---------------------------------------------------------------------------------
     def log(self, line: str) -> None:
@@ -521,15 +520,14 @@ class Supervisor:
         queued ones are answered why). Nothing is wanted from here on: should this watcher die
         before the end, the next one finishes the stop (adoption) and counts no failure."""
         self.journal.add("request", detail=f"shutdown{' -f' if force else ''} (exit {code})", by=by)
-        if self._shutting is not None:
-            return self._shutting  # already under way: answered when it is done
+        if self.ops.shutdown is not None:
+            return self.ops.shutdown  # already under way: answered when it is done
         self.closing = True
         for c in self.comps:
             self.want(c, False)
         why = M.SHUTTING_DOWN.format(by={"signal": " (on a signal)", "watcher": " (HA mode gave up)"}.get(
             by or "", f" (asked by {by})" if by else ""))
-        self._shutting = self.ops.preempt(lambda: ops.op_shutdown(self, code, out, force), "shutdown", why)
-        return self._shutting
+        return self.ops.preempt(lambda: ops.op_shutdown(self, code, out, force), "shutdown", why)
 
     # -- the saved state (SPEC §4 "Nothing is forgotten") -------------------------------------------------
     def save_soon(self) -> None:
