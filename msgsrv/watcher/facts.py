@@ -21,6 +21,7 @@ class Comp:
     wanted: bool = False  # meant to run: started, and not stopped by request since
     down_state: State = State.STOPPED  # the state it takes when it has no process
     since: float = field(default_factory=time.time)  # when it entered its state
+    since_mono: float = field(default_factory=time.monotonic)  # the same on a clock no step moves
     reason: str | None = None  # why it is BACKOFF/EXITED/FATAL
     last_exit: dict | None = None  # {"pid", "status", "how", "time"} of its last unexpected exit
     start_pending: bool = False  # wanted by a start that has not spawned it yet (saved: a watcher

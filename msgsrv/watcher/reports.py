@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from msgsrv import messages as M
 from msgsrv.components import BY_NAME, PROBE_TARGETS, STORE_GROUP
+from msgsrv.watcher import status
 from msgsrv.watcher.operations import _fmt
 from msgsrv.watcher.policy import Action
 from msgsrv.watcher.states import State
@@ -61,7 +62,7 @@ def hang(sup: Supervisor, service: str, since: float, detail: str, by: str) -> t
         return noted("already", members)
     if not comp.wanted:
         return noted("down", f"{c} is {comp.state.value} (stopped by request)")
-    if live and (all(k.started > since for k in live) or comp.since > since):
+    if live and _newer_than_the_probe(live, comp, since):
         # its processes, or its readiness, are newer than the probe: the probe met it while it was
         # being (re)started, not a hang of what runs now
         return noted("stale", members)
@@ -69,6 +70,23 @@ def hang(sup: Supervisor, service: str, since: float, detail: str, by: str) -> t
         return noted("limit", limit_text(sup, c))
     action, decided = sup.failure(c, "hang", line, line, pid=live[0].pid if live else None, by=by, hung=bool(live))
     return _answer(action, decided, limit_text(sup, c), c)
+
+
+def _newer_than_the_probe(live: list, comp, since: float) -> bool:
+    """Whether every live process of COMP, or its readiness, is newer than a probe that began at
+    SINCE (msprobe's wall clock). Judged by ages on clocks no step of the wall clock moves: the
+    probe's age is its wall-clock age now (the report follows the probe by seconds), a process's
+    its start in /proc against the time since boot, the readiness's the monotonic clock. Before,
+    the wall-clock instants were compared: with the clock set back an hour, every hang report of
+    that hour was taken for a stale one and the hung server was never restarted."""
+    probe_age = max(0.0, time.time() - since)  # a probe "in the future" (a step back since): now
+    booted = status.system_uptime()
+    ages = []
+    for k in live:
+        st = status.proc_stat(k.pid)
+        ages.append(booted - st[1] / status.CLOCK_TICKS if st is not None and booted is not None
+                    else time.time() - k.started)
+    return all(a < probe_age for a in ages) or time.monotonic() - comp.since_mono < probe_age
 
 
 def utility(sup: Supervisor, who: str, reason: str, by: str | None = None) -> tuple[str, str]:

@@ -111,7 +111,7 @@ class Supervisor:
             self._anomaly(f"{c}: {new.value} with live processes {[k.pid for k in comp.procs]}")
         if old != new:
             comp.state = new
-            comp.since = time.time()
+            comp.since, comp.since_mono = time.time(), time.monotonic()
         if new in (State.STARTING, State.RUNNING, State.STOPPING, State.STOPPED):
             comp.reason = None
         elif reason is not None:

@@ -9,7 +9,9 @@ import time
 
 import pytest
 
+from msgsrv.paths import ServerRoot
 from msgsrv.probe.history import History
+from msgsrv.tls import ensure_self_signed
 from tests.conftest import command_path, free_ports
 from tests.conftest import wait_for as _wait_for
 
@@ -28,7 +30,7 @@ class Suite:
     def __init__(self, root, cli):
         self.root, self.cli = root, cli
 
-    def start(self, *, enable=("store", "imap", "pop", "http"), **extra) -> None:
+    def start(self, *, enable=("store", "imap", "pop", "http"), env: dict | None = None, **extra) -> None:
         settings = dict(zip(PORTS, map(str, free_ports(len(PORTS))), strict=True))
         settings.update({"local.autorestart": "yes", "local.schedule.msprobe.enable": "no"})
         switches = {"ens": "local.ens.enable", "store": "local.store.enable", "imap": "service.imap.enable",
@@ -41,7 +43,7 @@ class Suite:
         f.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
         r = self.cli("configutil", "-i", str(f))
         assert r.returncode == 0, r.stderr
-        r = self.cli("start-msg", timeout=60)
+        r = self.cli("start-msg", timeout=60, env=env)
         assert r.returncode == 0, r.stdout + r.stderr
 
     def stop(self) -> None:
@@ -113,6 +115,53 @@ def test_hung_imap_is_reported_within_timeout_and_store_group_restarted(suite):
     assert "Starting store server" in after and "Starting imap server" in after
     r = suite.msprobe()
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.integration  # libfaketime (Debian package faketime): under CI=true it must be there
+@pytest.mark.parametrize("step", ["-1h", "+1h"])
+def test_a_hang_after_a_step_of_the_clock_is_acted_on(suite, root, step):
+    """The wall clock of the whole machine steps (libfaketime moves it for the watcher, its servers
+    and msprobe alike; the monotonic clock stays). Back an hour: before, every hang report was
+    taken for a stale one for that hour (the probe's start, on the new clock, lay before the
+    server's start, on the old), `not acted on: stale`, and the hung imapd was never restarted.
+    The watcher now judges the report's age on a clock no step moves."""
+    from tests.sched.test_imsched import faketime_env
+
+    offset = root.base / "clock-offset"
+    offset.write_text("+0\n")
+    env = faketime_env(offset)
+    # made beforehand: libfaketime's clock_nanosleep fails with EINVAL (time.sleep) where a server
+    # waits for another making the pair (a fault of the preload library, not of the suite)
+    ensure_self_signed(ServerRoot(root.base))
+    suite.start(env=env, **{"local.probe.imap.timeout": 1})
+    offset.write_text(step + "\n")
+    time.sleep(0.5)
+    suite.fault("imap", "hang")
+    r = suite.cli("msprobe", "imap", env=env)
+    suite.fault("imap", None)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "msprobe: Error: requesting restart of store imap pop http" in r.stderr, r.stderr
+    assert "watcher did not restart" not in r.stderr and "nothing to do" not in r.stderr, r.stderr
+    log = wait_for(lambda: RESTART_STORE in suite.watcher_log()
+                   and "Starting http server" in suite.watcher_log().split(RESTART_STORE, 1)[1]
+                   and suite.watcher_log())
+    assert "Starting imap server" in log.split(RESTART_STORE, 1)[1]
+    wait_for(lambda: suite.msprobe("imap").returncode == 0)
+
+
+def test_a_hang_report_older_than_the_server_is_not_acted_on(suite, root):
+    """A probe that began before the server's (re)start met the old one: its report is stale and
+    restarts nothing; one begun after it is acted on."""
+    from msgsrv.control.client import report_hang
+
+    suite.start()
+    time.sleep(1.0)
+    a = report_hang(ServerRoot(root.base), "imap", time.time() - 30, "did not respond within 1s")
+    assert a.outcome == "stale", a
+    assert RESTART_STORE not in suite.watcher_log()
+    b = report_hang(ServerRoot(root.base), "imap", time.time() - 0.2, "did not respond within 1s")
+    assert b.outcome == "restarting", b
+    wait_for(lambda: RESTART_STORE in suite.watcher_log())
 
 
 def test_slow_above_warning_below_timeout_warns_only(suite):
