@@ -15,6 +15,7 @@ import os
 import signal
 
 from msgsrv.paths import ServerRoot
+from msgsrv.procinfo import recorded
 
 REFRESHABLE = ("watcher", "sched")  # the daemons that reread their config on SIGHUP
 
@@ -31,21 +32,9 @@ def _records(path) -> list[dict]:
     return [d for d in data if isinstance(d, dict) and isinstance(d.get("pid"), int) and d["pid"] > 0]
 
 
-def _same_process(pid: int, create_time) -> bool:
-    import psutil
-
-    try:
-        p = psutil.Process(pid)
-        if p.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return not isinstance(create_time, (int, float)) or abs(p.create_time() - create_time) < 0.05
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
 def running_pids(root: ServerRoot, name: str) -> list[int]:
     """Live pids of NAME (`watcher` or a component), checked against their recorded start times."""
-    return [r["pid"] for r in _records(root.pid_file(name)) if _same_process(r["pid"], r.get("create_time"))]
+    return [r["pid"] for r in _records(root.pid_file(name)) if recorded(r)]
 
 
 def watcher_pid(root: ServerRoot) -> int | None:

@@ -121,6 +121,17 @@ def _enabled(root) -> bool:
     return store is None or store.get_bool("local.watcher.enable")
 
 
+def _oldest(records: list[dict]) -> float:
+    """The age of the oldest of the live RECORDS, on the clock since boot (no step of the wall
+    clock moves it); the recorded wall-clock start where /proc cannot tell."""
+    from msgsrv import procinfo
+
+    booted = procinfo.system_uptime()
+    ages = [booted - t / procinfo.CLOCK_TICKS for r in records
+            if booted is not None and (t := procinfo.start_ticks(r["pid"])) is not None]
+    return round(max(ages) if ages else time.time() - min(r.get("started") or time.time() for r in records), 1)
+
+
 def _disabled(root, as_json: bool) -> int:
     """local.watcher.enable no: say so, and show what the pid files say runs."""
     import json
@@ -128,17 +139,16 @@ def _disabled(root, as_json: bool) -> int:
     from msgsrv import messages as M
     from msgsrv.components import BY_NAME, START_ORDER
     from msgsrv.control.client import read_settings
-    from msgsrv.control.runrecord import same_process
+    from msgsrv.procinfo import recorded
     from msgsrv.watcher.statefile import pid_records
 
     store = read_settings(root)
     comps = []
     for c in START_ORDER:
-        live = [r for r in pid_records(root.pid_file(c)) if same_process(r["pid"], r.get("create_time"))]
+        live = [r for r in pid_records(root.pid_file(c)) if recorded(r)]
         comps.append({"name": c, "daemon": BY_NAME[c].daemon, "state": "RUNNING" if live else "STOPPED",
                       "pids": [r["pid"] for r in live],
-                      "uptime": round(time.time() - min(r.get("started") or time.time() for r in live), 1)
-                      if live else None,
+                      "uptime": _oldest(live) if live else None,
                       "enabled": bool(store and store.get_bool(BY_NAME[c].enable)), "last_exit": None})
     code = 0 if all(c["state"] == "RUNNING" for c in comps if c["enabled"]) else STATUS_DOWN
     if as_json:

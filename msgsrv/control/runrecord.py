@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from msgsrv.procinfo import recorded
+
 NAME = "watcher.json"
 
 
@@ -24,22 +26,9 @@ def run_record(run_dir: Path) -> dict | None:
     return rec
 
 
-def same_process(pid: int, create_time: float | None) -> bool:
-    """Is PID alive and (when CREATE_TIME is known) the process that was recorded?"""
-    import psutil  # here: with no record left (a cold start) start-msg never needs it
-
-    try:
-        p = psutil.Process(pid)
-        if p.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return create_time is None or abs(p.create_time() - float(create_time)) < 0.05
-    except (psutil.Error, ValueError, TypeError):
-        return False
-
-
 def live_watcher(run_dir: Path) -> dict | None:
     """The run record of a watcher that is still alive, else None."""
     rec = run_record(run_dir)
-    if rec is None or not same_process(rec["pid"], rec.get("create_time")):
+    if rec is None or not recorded(rec):
         return None
     return rec

@@ -86,7 +86,7 @@ class Service:
         self.config = ConfigStore(root.config_file)
         self.worker = int(os.environ.get("MSGSRV_WORKER", "0") or 0)
         self.pid = os.getpid()
-        self.started = time.time()
+        self.started = time.monotonic()  # for its uptime: a clock no step of the wall clock moves
         self.fault = FaultSwitch(root.fault_file(self.component))
         self.servers: list[asyncio.AbstractServer] = []
         self.ports: list[int] = []
@@ -426,7 +426,7 @@ class HealthSession(LineSession):
 
     def status(self) -> str:
         s = self.service
-        return f"{s.daemon} pid={s.pid} worker={s.worker} uptime={int(time.time() - s.started)}"
+        return f"{s.daemon} pid={s.pid} worker={s.worker} uptime={int(time.monotonic() - s.started)}"
 
     async def cmd_PING(self, tag, rest: str) -> None:
         self.send("+OK PONG")

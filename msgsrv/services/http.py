@@ -177,7 +177,7 @@ class HttpService(Service):
     def facts(self) -> dict:
         store_ok = os.access(self.root.store_dir, os.W_OK | os.X_OK)
         return {"status": "ok" if store_ok else "degraded", "server": self.daemon, "pid": self.pid,
-                "worker": self.worker, "uptime": int(time.time() - self.started),
+                "worker": self.worker, "uptime": int(time.monotonic() - self.started),
                 "store": "ok" if store_ok else "not writable"}
 
     def page(self, extra: dict | None = None, title: str = "") -> bytes:

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import psutil
 
+from msgsrv import procinfo
 from msgsrv.control import listeners
-from msgsrv.control.runrecord import same_process
 from msgsrv.errors import os_reason
 from msgsrv.watcher import cgroup as cg
 from msgsrv.watcher import prefork
@@ -52,7 +52,7 @@ class Child:
     component: str
     pid: int
     pidfd: int
-    create_time: float | None
+    start_ticks: int | None  # its start in clock ticks after boot (procinfo.py): its identity in the records
     started: float  # time.time() at spawn / adoption
     worker: int = 0
     adopted: bool = False
@@ -63,10 +63,14 @@ class Child:
     exited: bool = False
     exit_status: int | None = None  # >= 0 exit code, < 0 killed by that signal, None unknown (adopted)
     output_lost: str | None = None  # why its output goes to /dev/null (its .out could not be opened)
+    create_time: float | None = None  # adopted from a record of 0.2.0 whose start could not be read since
 
     def record(self) -> dict:
-        return {"pid": self.pid, "create_time": self.create_time, "worker": self.worker, "started": self.started,
-                "cgroup": self.cgroup}
+        rec = {"pid": self.pid, "start_ticks": self.start_ticks, "worker": self.worker, "started": self.started,
+               "cgroup": self.cgroup}
+        if self.start_ticks is None and self.create_time is not None:
+            rec["create_time"] = self.create_time
+        return rec
 
 
 def output_lost(log_path, e: OSError) -> str:
@@ -111,11 +115,10 @@ def describe(status: int | None) -> str:
     return f"killed by signal {-status} ({name})"
 
 
-def _create_time(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.Error, OSError):
-        return None  # (descriptors exhausted, ...) filled in later: a record, not a precondition
+def _start_ticks(pid: int) -> int | None:
+    """None when /proc cannot be read now (descriptors exhausted, ...): filled in later, a record
+    is not a precondition."""
+    return procinfo.start_ticks(pid)
 
 
 def _group_members(leader: int) -> list[int]:
@@ -190,7 +193,7 @@ class Processes:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
             raise
-        return Child(component, pid, fd, _create_time(pid), time.time(), worker=worker,
+        return Child(component, pid, fd, _start_ticks(pid), time.time(), worker=worker,
                      cgroup=str(group) if group else None, output_lost=lost)
 
     # -- watching -----------------------------------------------------------------------------
@@ -220,9 +223,9 @@ class Processes:
         return res.si_status if res.si_code == os.CLD_EXITED else -res.si_status
 
     @staticmethod
-    def fill_create_time(child: Child) -> None:
-        if child.create_time is None and not child.exited:
-            child.create_time = _create_time(child.pid)
+    def fill_start_ticks(child: Child) -> None:
+        if child.start_ticks is None and not child.exited:
+            child.start_ticks = _start_ticks(child.pid)
 
     # -- signals ----------------------------------------------------------------------------------
     def terminate(self, child: Child) -> None:
@@ -278,31 +281,31 @@ class Processes:
     # -- adoption (SPEC §3: a new watcher supervises what the old one left running) -----------------
     def adopt(self, component: str, rec: dict, base: Path) -> Child | None:
         """The process of pid record REC, if it is still the one recorded (not a recycled pid)."""
-        pid, ctime = rec["pid"], rec.get("create_time")
-        if not _same(pid, ctime, base):
+        pid, ticks, ctime = rec["pid"], rec.get("start_ticks"), rec.get("create_time")
+        if not _same(pid, ticks, ctime, base):
             return None
         try:
             fd = os.pidfd_open(pid)
         except OSError:
             return None
-        if not _same(pid, ctime, base):  # recycled between the check and pidfd_open
+        if not _same(pid, ticks, ctime, base):  # recycled between the check and pidfd_open
             os.close(fd)
             return None
         group = rec.get("cgroup") or cg.of_pid(pid)
-        return Child(component, pid, fd, ctime if ctime is not None else _create_time(pid),
+        return Child(component, pid, fd, ticks if ticks is not None else _start_ticks(pid),
                      float(rec.get("started") or time.time()), worker=int(rec.get("worker") or 0), adopted=True,
-                     cgroup=group if group and os.path.isdir(group) else None)
+                     cgroup=group if group and os.path.isdir(group) else None, create_time=ctime)
 
 
-def _same(pid: int, ctime: float | None, base: Path) -> bool:
-    if ctime is not None:
-        return same_process(pid, ctime)
+def _same(pid: int, ticks: int | None, ctime: float | None, base: Path) -> bool:
+    if ticks is not None or ctime is not None:
+        return procinfo.same_process(pid, ticks, ctime)
     # no start time recorded (it could not be read at spawn): it must belong to our root: by its
     # environment (an exec'd server), or by its working directory, the watcher's (a forked one,
     # whose /proc environ is the watcher's)
     try:
         p = psutil.Process(pid)
-        return same_process(pid, None) and (p.environ().get("MSGSRV_BASE") == str(base) or p.cwd() == str(base))
+        return procinfo.same_process(pid) and (p.environ().get("MSGSRV_BASE") == str(base) or p.cwd() == str(base))
     except psutil.Error:
         return False
 

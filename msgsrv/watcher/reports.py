@@ -13,8 +13,8 @@ import time
 from typing import TYPE_CHECKING
 
 from msgsrv import messages as M
+from msgsrv import procinfo
 from msgsrv.components import BY_NAME, PROBE_TARGETS, STORE_GROUP
-from msgsrv.watcher import status
 from msgsrv.watcher.operations import _fmt
 from msgsrv.watcher.policy import Action
 from msgsrv.watcher.states import State
@@ -80,11 +80,11 @@ def _newer_than_the_probe(live: list, comp, since: float) -> bool:
     the wall-clock instants were compared: with the clock set back an hour, every hang report of
     that hour was taken for a stale one and the hung server was never restarted."""
     probe_age = max(0.0, time.time() - since)  # a probe "in the future" (a step back since): now
-    booted = status.system_uptime()
+    booted = procinfo.system_uptime()
     ages = []
     for k in live:
-        st = status.proc_stat(k.pid)
-        ages.append(booted - st[1] / status.CLOCK_TICKS if st is not None and booted is not None
+        st = procinfo.stat(k.pid)
+        ages.append(booted - st[1] / procinfo.CLOCK_TICKS if st is not None and booted is not None
                     else time.time() - k.started)
     return all(a < probe_age for a in ages) or time.monotonic() - comp.since_mono < probe_age
 

@@ -1,6 +1,6 @@
 """The watcher's files in data/run/: the run record, the supervision state and the pid files.
 
-    watcher.json       the running watcher: {"pid", "create_time", "port", "started", "ha", "boot_id"}.
+    watcher.json       the running watcher: {"pid", "start_ticks", "port", "started", "ha", "boot_id"}.
                        Written once it listens, removed when it exits cleanly. Every command finds
                        the running watcher here first (its port may differ from local.watcher.port
                        after a configutil change); one left behind names a watcher that died.
@@ -8,7 +8,8 @@
                        the boot's monotonic clock), restarts per unit, per component whether it is
                        wanted up and its last failure (state, exit status and time), the restarts
                        queued or under way, and the last configuration that parsed.
-    <component>.pid    JSON list of {pid, create_time, worker, started, cgroup} per process.
+    <component>.pid    JSON list of {pid, start_ticks, worker, started, cgroup} per process
+                       (start_ticks: procinfo.py; records of 0.2.0 have create_time instead).
 
 All of them are records, not preconditions (issue 10, "a full disk is not a crash"): a write that
 fails is remembered, reported once, retried on the next change and by a timer, and supervision
@@ -25,12 +26,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
-
 from msgsrv import messages as M
+from msgsrv import procinfo
 from msgsrv.atomicfile import write_atomic
 from msgsrv.control.runrecord import NAME as RUN_RECORD  # noqa: F401 (the watcher writes it)
-from msgsrv.control.runrecord import live_watcher, run_record, same_process  # noqa: F401 (the watcher's view)
+from msgsrv.control.runrecord import live_watcher, run_record  # noqa: F401 (the watcher's view)
 
 STATE = "supervision.json"
 RETRY_EVERY = 2.0  # seconds between attempts to write records that failed (only while some did)
@@ -210,7 +210,9 @@ def pid_records(path: Path) -> list[dict]:
         if not isinstance(d, dict) or not isinstance(d.get("pid"), int) or isinstance(d["pid"], bool) or d["pid"] <= 1:
             continue
         worker = d.get("worker")
+        ticks = d.get("start_ticks")
         out.append({"pid": d["pid"], "create_time": d["create_time"] if _number(d.get("create_time")) else None,
+                    "start_ticks": ticks if isinstance(ticks, int) and not isinstance(ticks, bool) and ticks >= 0 else None,
                     "worker": worker if isinstance(worker, int) and not isinstance(worker, bool) and worker >= 0 else 0,
                     "started": d["started"] if _number(d.get("started")) else None,
                     "cgroup": d["cgroup"] if isinstance(d.get("cgroup"), str) else None})
@@ -223,4 +225,4 @@ def write_pid_records(recorder: Recorder, path: Path, records: list[dict]) -> No
 
 def own_pid_record() -> dict:
     me = os.getpid()
-    return {"pid": me, "create_time": psutil.Process(me).create_time(), "started": time.time()}
+    return {"pid": me, "start_ticks": procinfo.start_ticks(me), "started": time.time()}

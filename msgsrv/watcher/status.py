@@ -12,8 +12,8 @@ import psutil
 
 from msgsrv import messages as M
 from msgsrv.components import BY_NAME, START_ORDER, STORE_GROUP
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of a start time in /proc/PID/stat
+from msgsrv.procinfo import CLOCK_TICKS, system_uptime
+from msgsrv.procinfo import stat as proc_stat
 
 if TYPE_CHECKING:
     from msgsrv.watcher.supervisor import Supervisor
@@ -30,30 +30,6 @@ def pss(pids: list[int]) -> int | None:
         except (psutil.Error, OSError, AttributeError):
             continue
     return total if seen else None
-
-
-def proc_stat(pid: int) -> tuple[bytes, int] | None:
-    """PID's state letter and start time (clock ticks after boot), from /proc/PID/stat; None when
-    it cannot be read (gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2:].split()  # the command name may hold spaces and parentheses
-    try:
-        return fields[0], int(fields[19])  # fields 3 (state) and 22 (starttime) of proc(5)
-    except (IndexError, ValueError):
-        return None
-
-
-def system_uptime() -> float | None:
-    """Seconds since boot (/proc/uptime): a clock no step of the wall clock moves."""
-    try:
-        with open("/proc/uptime", "rb") as f:
-            return float(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def frozen(stats: dict[int, tuple[bytes, int] | None]) -> list[dict]:

@@ -184,7 +184,7 @@ class Supervisor:
 
     def write_pids(self, c: str) -> None:
         for k in self.comps[c].procs:
-            self.procs.fill_create_time(k)
+            self.procs.fill_start_ticks(k)
         statefile.write_pid_records(self.recorder, self.root.pid_file(c), [k.record() for k in self.comps[c].procs])
         self._retry_records()
 

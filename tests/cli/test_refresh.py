@@ -8,6 +8,7 @@ import re
 import psutil
 import pytest
 
+from msgsrv import procinfo
 from tests.conftest import free_ports, wait_for
 
 
@@ -69,7 +70,7 @@ def test_stale_pid_file_is_not_taken_for_a_daemon(cli, base):
     run = base / "data" / "run"
     run.mkdir(parents=True)
     me = psutil.Process()
-    (run / "sched.pid").write_text(json.dumps([{"pid": me.pid, "create_time": me.create_time() - 100}]))
+    (run / "sched.pid").write_text(json.dumps([{"pid": me.pid, "start_ticks": procinfo.start_ticks(me.pid) - 100}]))
     r = cli("refresh", "sched")
     assert (r.returncode, r.stderr) == (1, "refresh: sched server is not running\n")
 

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -206,6 +207,47 @@ def test_watcher_killed_is_readopted_without_doubles(suite, cli):
     suite.kill(before["http"][0])
     wait_for(lambda: (p := suite.pids("http")) and p != before["http"])
     assert M.WATCHED_EXITED.format(daemon="mshttpd", pid=before["http"][0]) in suite.log()
+
+
+def _btime_moved(tmp_path, seconds: int, *argv: str) -> list[str]:
+    """ARGV run in a private mount namespace whose /proc/stat says the machine booted SECONDS later:
+    what the kernel says once the wall clock has been set SECONDS forward (NTP after boot, `date
+    -s`): it keeps the boot's wall time as the time now minus the time since boot."""
+    fake = tmp_path / "proc-stat"
+    fake.write_text(re.sub(r"^btime (\d+)$", lambda m: f"btime {int(m[1]) + seconds}",
+                           Path("/proc/stat").read_text(), flags=re.M))
+    return ["unshare", "-m", "sh", "-c", 'mount --bind "$1" /proc/stat && shift && exec "$@"', "sh", str(fake),
+            *argv]
+
+
+@pytest.mark.integration  # unshare and mount (util-linux, root): under CI=true they must be there
+@pytest.mark.parametrize("then", ["start-msg", "stop-msg"])
+def test_a_step_of_the_clock_while_the_watcher_is_down_loses_no_server(suite, tmp_path, then):
+    """The watcher dies, the wall clock is set an hour forward, and the admin runs start-msg (or
+    stop-msg). Before, every recorded process was compared on psutil's create_time, which moves
+    with the clock: the new watcher took every running server for one that had exited (`Watched
+    'mshttpd' process N exited abnormally`, `status unknown`) and started another of each (sched's
+    failed: its port was still held); stop-msg found nothing to stop and left the servers running.
+    Processes are now known by their start in clock ticks after boot."""
+    suite.configure()
+    assert subprocess.run([command_path("start-msg")], capture_output=True, timeout=60).returncode == 0
+    before = {c: suite.pids(c) for c in STORE}
+    suite.kill(suite.watcher_pid())
+    wait_for(lambda: not _control_up(suite.watcher_port))
+    r = subprocess.run(_btime_moved(tmp_path, 3600, command_path(then)), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    if then == "start-msg":
+        assert "Launching watcher" in r.stdout
+        for c in STORE:
+            assert M.ALREADY_RUNNING.format(c=c) in r.stdout, r.stdout
+        st = suite.status()
+        assert all(st[c]["state"] == "RUNNING" and st[c]["pids"] == before[c] and st[c]["restarts"] == 0
+                   for c in STORE), st
+        assert "exited abnormally" not in suite.log()
+    else:
+        assert r.stdout.splitlines()[0].startswith("Stopping http server"), r.stdout
+        pids = [p for c in STORE for p in before[c]]
+        wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids))
 
 
 def _control_up(port: int) -> bool:

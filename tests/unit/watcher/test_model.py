@@ -106,7 +106,7 @@ class FakeProcesses:
         return None
 
     @staticmethod
-    def fill_create_time(child):
+    def fill_start_ticks(child):
         pass
 
 

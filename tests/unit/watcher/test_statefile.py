@@ -40,7 +40,7 @@ def test_the_run_record_names_a_live_watcher_only(tmp_path):
     me = statefile.own_pid_record()
     (tmp_path / statefile.RUN_RECORD).write_text(json.dumps({**me, "port": 4000}))
     assert statefile.live_watcher(tmp_path)["port"] == 4000
-    (tmp_path / statefile.RUN_RECORD).write_text(json.dumps({**me, "create_time": me["create_time"] - 50}))
+    (tmp_path / statefile.RUN_RECORD).write_text(json.dumps({**me, "start_ticks": me["start_ticks"] - 500}))
     assert statefile.live_watcher(tmp_path) is None  # a recycled pid
     assert os.getpid() == me["pid"]
 
