@@ -13,7 +13,7 @@ import click
 
 PROG = "msprobe"
 SERVICES = ("imap", "pop", "http", "cert", "job_controller", "smtp", "lmtp", "mmp", "ens", "store", "sched",
-            "imaps", "pops", "https", "smtps")
+            "imaps", "pops", "https", "smtps", "watcher")
 
 
 def _console():
@@ -39,6 +39,13 @@ def _rich_results(outcomes) -> None:
         table.add_row(t.service, str(t.port), f"{r.elapsed:.3f}s", o.status.value,
                       r.detail if not o.status.healthy else "", style=styles[o.status.value])
     _console().print(table)
+
+
+def _watcher_line(w) -> None:
+    if w is None:
+        return
+    extra = f"  {w.detail}" if w.detail and w.status != "OK" else ""
+    click.echo(f"{'watcher':<15} {w.port:>5} {w.elapsed:>9.3f}s  {w.status}{extra}")
 
 
 def _disk_lines(disks) -> None:
@@ -102,8 +109,10 @@ def _test_alarm(root, quiet: bool) -> int:
 def command(services: tuple[str, ...], as_json: bool, quiet: bool, history: bool, test_alarm: bool) -> int:
     """Probe the enabled mail servers with their own protocols and measure their response times.
 
-    SERVICE is one of imap pop http cert job_controller smtp lmtp mmp ens store sched; without
-    one, every enabled server is probed. A server slower than its warning threshold is logged as
+    SERVICE is one of imap pop http cert job_controller smtp lmtp mmp ens store sched (and their
+    TLS ports imaps pops https smtps), or watcher; without one, every enabled server and the
+    watcher itself are probed (a watcher that died or hangs while servers run is launched again
+    when local.autorestart is yes). A server slower than its warning threshold is logged as
     a warning; one that does not answer within its timeout is logged as an error and, when
     local.autorestart is yes, restarted by the watcher. Exit status: 0 all healthy, 1 otherwise,
     2 usage error.
@@ -132,6 +141,7 @@ def command(services: tuple[str, ...], as_json: bool, quiet: bool, history: bool
     if as_json and not quiet:
         click.echo(json.dumps(report.to_dict(), indent=2))
     elif not quiet:
+        _watcher_line(report.watcher)
         _disk_lines(report.disks)
     if not quiet:
         for line in report.errors:

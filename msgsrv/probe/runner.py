@@ -21,7 +21,7 @@ from msgsrv.components import COMPONENTS, PROBE_SERVICES, PROBE_TARGETS
 from msgsrv.config.store import ConfigStore
 from msgsrv.paths import ServerRoot
 from msgsrv.probe import messages as M
-from msgsrv.probe import verdict
+from msgsrv.probe import verdict, watchdog
 from msgsrv.probe.checks import TLS_SERVICES, ProbeResult, probe
 from msgsrv.probe.verdict import Status
 
@@ -71,17 +71,19 @@ class PassReport:
     outcomes: list[Outcome] = field(default_factory=list)
     disks: list[DiskFigure] = field(default_factory=list)
     restarts: list[list[str]] = field(default_factory=list)  # unit members asked for
+    watcher: watchdog.WatcherCheck | None = None  # the watcher's own check (watchdog.py), when made
     errors: list[str] = field(default_factory=list)  # console lines (also in the default log)
     notes: list[str] = field(default_factory=list)  # other things done (alarms, restarts)
 
     @property
     def healthy(self) -> bool:
-        return all(o.status.healthy for o in self.outcomes) and not any(d.low for d in self.disks)
+        return (all(o.status.healthy for o in self.outcomes) and not any(d.low for d in self.disks)
+                and (self.watcher is None or self.watcher.healthy))
 
     def to_dict(self) -> dict:
         return {"healthy": self.healthy, "services": [o.to_dict() for o in self.outcomes],
                 "disks": [d.to_dict() for d in self.disks], "restarts": self.restarts,
-                "errors": self.errors}
+                "watcher": self.watcher.to_dict() if self.watcher else None, "errors": self.errors}
 
 
 # -- what to probe ------------------------------------------------------------------------------
@@ -148,9 +150,17 @@ async def run_pass(root: ServerRoot, services: list[str] | None = None,
                    on_verdicts: Callable[[list[Outcome]], None] | None = None) -> PassReport:
     root.ensure()
     store = ConfigStore(root.config_file)
+    named = services is not None and "watcher" in services
+    if named:
+        services = [s for s in services if s != "watcher"]
     items = targets(store, services)
     report = PassReport()
     log = _Logger(root, report)
+    if (services is None or named) and watchdog.wanted(store, named):
+        # first: a watcher launched again here takes this pass's restart requests
+        timeout = _param(store, "local.probe.watcher.timeout", "service.readtimeout", 10.0)
+        report.watcher = await asyncio.to_thread(watchdog.check, root, store, timeout)
+        _log_watcher(log, report.watcher)
 
     began = time.time()
     report.outcomes = judge(items, await probe_all(items, _tls_client(root, store, items)))
@@ -164,6 +174,8 @@ async def run_pass(root: ServerRoot, services: list[str] | None = None,
     # pass run inside imsched (issue 14) never stalls imsched's own health port
     if services is None:
         report.disks = await asyncio.to_thread(_check_disks, root, store, log)
+    if named and not items:
+        return report  # `msprobe watcher`: nothing else was probed
     now = time.time()
     hist = await asyncio.to_thread(_record, root, store, report, log, now)
     await asyncio.to_thread(_alarms, root, store, report, log, hist, now)
@@ -193,6 +205,23 @@ class _Logger:
             console = True
         if console:
             self.report.errors.append(f"{severity}: {text}")
+
+
+def _log_watcher(log: _Logger, w: watchdog.WatcherCheck) -> None:
+    if w.status == watchdog.OK:
+        log("Info", M.WATCHER_RESPONSE.format(t=_t(w.elapsed)))
+        return
+    if w.status == watchdog.STOPPED:
+        log("Info", M.WATCHER_STOPPED)
+        return
+    if w.status == watchdog.HUNG:
+        log("Error", M.WATCHER_HUNG.format(detail=w.detail), console=True)
+    else:
+        log("Error", M.WATCHER_DOWN.format(detail=w.detail), console=True)
+    if w.relaunched is not None:
+        log("Error", M.WATCHER_RELAUNCHED.format(pid=w.relaunched), console=True)
+    elif w.why_not:
+        log("Warning", M.WATCHER_NOT_RELAUNCHED.format(why=w.why_not), console=True)
 
 
 def _log_outcome(log: _Logger, o: Outcome) -> None:

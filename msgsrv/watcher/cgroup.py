@@ -58,6 +58,8 @@ class Cgroups:
         if mount is None or own is None:
             return None
         base = mount / own.lstrip("/")
+        if base.name.startswith(PREFIX):
+            base = _leave_servers_cgroup(base)
         tag = hashlib.sha1(str(root_path).encode()).hexdigest()[:10]
         probe = base / f"{PREFIX}{tag}-probe-{os.getpid()}"
         try:
@@ -88,6 +90,21 @@ class Cgroups:
 
     def owns(self, cg: str | None) -> bool:
         return bool(cg) and Path(cg).name.startswith(f"{PREFIX}{self.tag}-")
+
+
+def _leave_servers_cgroup(cg: Path) -> Path:
+    """A watcher started from inside a server's cgroup (msprobe run by imsched launching the
+    watcher again, probe/watchdog.py) moves to the cgroup its servers' cgroups hang from: left
+    there, it would make its servers' cgroups inside that server's, and the cgroup.kill that ends
+    that server's leftovers would end the watcher too. Where it cannot move, CG stays."""
+    up = cg
+    while up.name.startswith(PREFIX):
+        up = up.parent
+    try:
+        (up / "cgroup.procs").write_text("0")
+    except OSError:
+        return cg
+    return up
 
 
 def of_pid(pid: int) -> str | None:

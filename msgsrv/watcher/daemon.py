@@ -43,7 +43,7 @@ def acquire_lock(root: ServerRoot) -> int:
     except BlockingIOError:
         os.close(fd)
         pid = watcher_pid(root)
-        raise OperationFailed(f"a watcher is already running{f' (pid {pid})' if pid else ''}") from None
+        raise OperationFailed(f"{M.WATCHER_ALREADY_RUNNING}{f' (pid {pid})' if pid else ''}") from None
     return fd
 
 
@@ -124,7 +124,9 @@ async def _run_locked(root: ServerRoot, ha: bool) -> int:
     control = ControlServer(sup, token)
     server = await control.listen(port, sock=sock)
     me = statefile.own_pid_record()
-    record = {**me, "port": port, "ha": ha, "boot_id": statefile.boot_id()}
+    # manager: a service manager that restarts us (msprobe then leaves that to it, probe/watchdog.py)
+    record = {**me, "port": port, "ha": ha, "boot_id": statefile.boot_id(),
+              "manager": "systemd" if os.environ.get("INVOCATION_ID") else None}
     sup.recorder.write(root.run_dir / statefile.RUN_RECORD, json.dumps(record), durable=False)
     sup.recorder.write(root.pid_file("watcher"), json.dumps([me]), durable=False)
     notify.ready()  # start-msg, which launched us, connects now

@@ -1,6 +1,7 @@
 """The watcher's files in data/run/: the run record, the supervision state and the pid files.
 
-    watcher.json       the running watcher: {"pid", "start_ticks", "port", "started", "ha", "boot_id"}.
+    watcher.json       the running watcher: {"pid", "start_ticks", "port", "started", "ha", "boot_id",
+                       "manager"}.
                        Written once it listens, removed when it exits cleanly. Every command finds
                        the running watcher here first (its port may differ from local.watcher.port
                        after a configutil change); one left behind names a watcher that died.

@@ -209,6 +209,24 @@ def test_watcher_killed_is_readopted_without_doubles(suite, cli):
     assert M.WATCHED_EXITED.format(daemon="mshttpd", pid=before["http"][0]) in suite.log()
 
 
+def test_two_start_msg_at_once_share_one_watcher(suite):
+    """Two start-msg at once on a root with no watcher (an admin's and a boot script's; or msprobe
+    launching a dead watcher again as start-msg does): both launch a watcher, one wins the lock.
+    Before, the other said `Launching watcher ... failed` with `a watcher is already running`,
+    exit 1; it now talks to the one that won."""
+    suite.configure()
+    for _ in range(3):
+        runs = [subprocess.Popen([command_path("start-msg")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=60) for p in runs]
+        assert [p.returncode for p in runs] == [0, 0], outs
+        st = suite.status()
+        assert all(st[c]["state"] == "RUNNING" and len(st[c]["pids"]) == len(suite.pids(c)) for c in STORE), st
+        assert len([p for p in psutil.process_iter(["cmdline"]) if "msgsrv.watcher" in (p.info["cmdline"] or [])
+                    and p.cwd() == str(suite.root.base)]) == 1
+        assert subprocess.run([command_path("stop-msg")], capture_output=True, timeout=60).returncode == 0
+
+
 def _btime_moved(tmp_path, seconds: int, *argv: str) -> list[str]:
     """ARGV run in a private mount namespace whose /proc/stat says the machine booted SECONDS later:
     what the kernel says once the wall clock has been set SECONDS forward (NTP after boot, `date
