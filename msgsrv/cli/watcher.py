@@ -55,13 +55,22 @@ def status_cmd(as_json):
     """
     import json
 
-    from msgsrv.control.client import WatcherClient, running_watcher
+    from msgsrv import messages as M
+    from msgsrv.control.client import WatcherClient, WatcherUnavailable, running_watcher
+    from msgsrv.errors import OperationFailed
     from msgsrv.paths import ServerRoot
 
     root = ServerRoot.from_env()
     if running_watcher(root) is None and not _enabled(root):
         return _disabled(root, as_json)
-    with WatcherClient.connect(root) as client:
+    try:
+        client = WatcherClient.connect(root)
+    except WatcherUnavailable:
+        unsupervised = _unsupervised(root) if running_watcher(root) is None else []
+        if unsupervised:  # not only "not running": what runs without it is said too
+            raise OperationFailed(M.UNSUPERVISED.format(names=" ".join(unsupervised))) from None
+        raise
+    with client:
         st = json.loads(client.request("STATUS", "pss") if as_json else client.request("STATUS"))
     from msgsrv.watcher.status import serving
 
@@ -77,6 +86,15 @@ def status_cmd(as_json):
         title += "  config: does not parse (last good in force)"
     _table(title, [c for c in st["components"] if _shown(c)])
     return code
+
+
+def _unsupervised(root) -> list[str]:
+    """The components whose pid files name live processes (in start order)."""
+    from msgsrv.components import START_ORDER
+    from msgsrv.procinfo import recorded
+    from msgsrv.watcher.statefile import pid_records
+
+    return [c for c in START_ORDER if any(recorded(r) for r in pid_records(root.pid_file(c)))]
 
 
 def _shown(c: dict) -> bool:

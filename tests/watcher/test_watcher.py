@@ -359,6 +359,19 @@ def test_watcher_status_says_plainly_that_no_watcher_runs(suite, cli):
             assert cli("stop-msg").returncode == 0
 
 
+def test_watcher_status_says_what_runs_unsupervised_when_the_watcher_died(suite, cli):
+    """Before, `the watcher is not running (start-msg starts it)` and nothing about the servers
+    still running with nobody to restart them."""
+    suite.configure()
+    assert cli("start-msg").returncode == 0
+    suite.kill(suite.watcher_pid())
+    wait_for(lambda: not _control_up(suite.watcher_port))
+    r = cli("watcher", "status")
+    assert (r.returncode, r.stdout) == (1, ""), r
+    assert r.stderr == ("watcher: the watcher is not running; store imap pop http run unsupervised "
+                        "(start-msg adopts them)\n"), r.stderr
+
+
 DAMAGE = {
     "not json": lambda good: "{{{ garbage",
     "not an object": lambda good: "[1, 2, 3]",
