@@ -99,6 +99,15 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+def accepts(port: int) -> bool:
+    """Something accepts connections on 127.0.0.1:PORT."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
 def wait_for(pred, timeout: float = 10.0, every: float = 0.02):
     """Poll PRED until it returns something true (returned), or fail after TIMEOUT seconds.
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import psutil
 import pytest
 
 from msgsrv import procinfo
+from tests.conftest import accepts
 from tests.probe.test_e2e_watcher import Suite, wait_for
 from tests.probe.test_e2e_watcher import suite as suite  # noqa: F401,PLC0414 (the fixture)
 
@@ -188,12 +188,4 @@ def _live_record(root) -> dict | None:
         rec = run_record(root)
     except (OSError, ValueError):
         return None
-    return rec if procinfo.recorded(rec) and _answers(rec["port"]) else None
-
-
-def _answers(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
+    return rec if procinfo.recorded(rec) and accepts(rec["port"]) else None

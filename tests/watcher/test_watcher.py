@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from msgsrv import messages as M
-from tests.conftest import command_path
+from tests.conftest import accepts, command_path
 from tests.watcher.conftest import STORE, seed_restart_sequence, wait_for
 
 
@@ -269,11 +269,7 @@ def test_a_step_of_the_clock_while_the_watcher_is_down_loses_no_server(suite, tm
 
 
 def _control_up(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
+    return accepts(port)
 
 
 def test_stop_takes_the_whole_process_group(suite, cli):
