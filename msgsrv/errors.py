@@ -38,18 +38,25 @@ def file_problem(e: OSError) -> str:
 
 
 def _owner_hint(path: str) -> str:
+    found = foreign_owner(path)
+    return f" ({found[0]} belongs to {found[1]}: run as {found[1]})" if found else ""
+
+
+def foreign_owner(path) -> tuple[Path, str] | None:
+    """(the nearest existing of PATH and its parents, its owner's name) when that owner is not who
+    runs this process; None when it is ours (or nothing can be looked at)."""
     for p in (Path(path), *Path(path).parents):
         try:
             uid = p.stat().st_uid
         except OSError:
             continue
         if uid == os.geteuid():
-            return ""
+            return None
         import pwd
 
         try:
             name = pwd.getpwuid(uid).pw_name
         except KeyError:
             name = f"uid {uid}"
-        return f" ({p} belongs to {name}: run as {name})"
-    return ""
+        return p, name
+    return None

@@ -14,8 +14,9 @@ every msprobe pass said all was well, until an admin ran start-msg. Every full m
 
 The watcher is launched again only with local.autorestart yes, and never in HA mode (the cluster
 manager owns it: its monitor sees the watcher gone and fails over) nor when a service manager
-started it (systemd restarts its unit). local.watcher.enable no or local.probe.watcher.enable no
-leave the check out.
+started it (systemd restarts its unit), nor by a user the server root does not belong to (root's
+msprobe on mail's root would run the suite as root). local.watcher.enable no keeps it from being
+launched; local.probe.watcher.enable no leaves the check out of full passes.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def check(root: ServerRoot, store: ConfigStore, timeout: float) -> WatcherCheck:
             return WatcherCheck(port, elapsed, HUNG, detail, pid, why_not=(
                 f"watcher process {pid} is stopped by a signal (kill -CONT {pid} continues it)" if st[0] == b"T"
                 else f"watcher process {pid} is held by a debugger"))
-        why_not = _why_not(store, rec)
+        why_not = _why_not(root, store, rec)
         if why_not:
             return WatcherCheck(port, elapsed, HUNG, detail, pid, why_not=why_not)
         _kill(pid, rec)
@@ -99,7 +100,7 @@ def check(root: ServerRoot, store: ConfigStore, timeout: float) -> WatcherCheck:
     gone = rec["pid"] if rec and isinstance(rec.get("pid"), int) else None
     detail = (f"watcher process {gone} ended unexpectedly" if gone else "not running") + \
         f"; {' '.join(running)} run unsupervised"
-    why_not = _why_not(store, rec)
+    why_not = _why_not(root, store, rec)
     if why_not:
         return WatcherCheck(port, 0.0, DOWN, detail, gone, why_not=why_not)
     return _relaunch(root, WatcherCheck(port, 0.0, DOWN, detail, gone))
@@ -114,7 +115,9 @@ def _runs(root: ServerRoot, component: str) -> bool:
         return False
 
 
-def _why_not(store: ConfigStore, rec: dict | None) -> str:
+def _why_not(root: ServerRoot, store: ConfigStore, rec: dict | None) -> str:
+    from msgsrv.errors import foreign_owner
+
     if not store.get_bool("local.watcher.enable"):
         return "local.watcher.enable is no"
     if not store.get_bool("local.autorestart"):
@@ -123,6 +126,9 @@ def _why_not(store: ConfigStore, rec: dict | None) -> str:
         return "it runs in HA mode: the cluster manager decides"
     if rec and rec.get("manager"):
         return f"{rec['manager']} started it and restarts it"
+    other = foreign_owner(root.base)
+    if other:  # a watcher of ours would make its files ours, and run its servers as us
+        return f"{other[0]} belongs to {other[1]}: run msprobe as {other[1]}"
     return ""
 
 

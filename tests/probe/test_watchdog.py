@@ -132,18 +132,27 @@ def test_a_watcher_stopped_by_a_signal_is_only_reported(suite, root):
     assert r.stdout.count("\n") == 1  # the watcher alone: no service, no disk
 
 
-@pytest.mark.parametrize("why", ["autorestart", "ha", "systemd"])
+@pytest.mark.parametrize("why", ["autorestart", "ha", "systemd", "another user's root"])
 def test_a_dead_watcher_is_only_reported_where_someone_else_restarts_it(suite, root, why):
     suite.start(**({"local.autorestart": "no"} if why == "autorestart" else {}))
     old = kill_the_watcher(suite, root)
-    if why != "autorestart":  # as `start-msg ha` or a systemd unit would have left it
+    if why in ("ha", "systemd"):  # as `start-msg ha` or a systemd unit would have left it
         rec = run_record(root)
         rec.update({"ha": True} if why == "ha" else {"manager": "systemd"})
         (root.run_dir / "watcher.json").write_text(json.dumps(rec))
-    r = suite.msprobe()
+    if why == "another user's root":
+        if os.geteuid() != 0:
+            pytest.skip("giving the root to another user needs root")
+        os.chown(root.base, 4242, 4242)
+    try:
+        r = suite.msprobe()
+    finally:
+        if why == "another user's root":
+            os.chown(root.base, 0, 0)
     assert r.returncode == 1
     reason = {"autorestart": "local.autorestart is off", "ha": "it runs in HA mode: the cluster manager decides",
-              "systemd": "systemd started it and restarts it"}[why]
+              "systemd": "systemd started it and restarts it",
+              "another user's root": f"{root.base} belongs to uid 4242: run msprobe as uid 4242"}[why]
     assert f"msprobe: Warning: watcher not launched again: {reason}" in r.stderr, r.stderr
     assert not procinfo.same_process(old) and suite.cli("watcher", "status").returncode == 1
 
