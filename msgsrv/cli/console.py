@@ -36,15 +36,18 @@ def print_table(title: str | None, columns: list[str], rows: list[list[str]], st
 
 
 lost: OSError | None = None  # why the progress lines could not be written (said once, at the end)
+line_open = False  # a progress line is begun and not ended (an interrupt ends it)
+handed_over: str | None = None  # what the watcher was asked to do ("start", "stop"): it goes on without us
 
 
 def progress(kind: str, text: str) -> None:
     """Show a watcher progress message: T = text without newline, L = end of line. Standard
     output that cannot be written (a full disk, a closed pipe's reader gone) costs the lines,
     never the start or stop they tell of: the rest is dropped and `lost` says why."""
-    global lost
+    global lost, line_open
     if lost is not None:
         return
+    line_open = kind == "T"
     try:
         sys.stdout.write(text if kind == "T" else text + "\n")
         sys.stdout.flush()

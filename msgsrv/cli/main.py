@@ -42,6 +42,18 @@ def said_lost_output(prog: str) -> None:
                     "its lines were lost, not the work they tell of")
 
 
+def _interrupted(prog: str) -> None:
+    """Ctrl-C: the line under way ends, and one line says what goes on without us (a start or
+    stop the watcher took goes on: the interrupt stops our waiting, not its work)."""
+    from msgsrv.cli import console
+
+    if console.line_open:
+        console.progress("L", " interrupted")
+    what = console.handed_over
+    error(prog, f"interrupted; the watcher goes on with the {what} (watcher status shows where it is)"
+          if what else "interrupted")
+
+
 def run(command, prog: str, args: list[str] | None = None) -> int:
     import click
 
@@ -82,6 +94,7 @@ def failed(prog: str, e: BaseException) -> int:
         error(prog, message(e))
         return e.exit_code
     if isinstance(e, KeyboardInterrupt):
+        _interrupted(prog)
         return 130
     if isinstance(e, BrokenPipeError):
         return ExitStatus.FAILED

@@ -80,6 +80,9 @@ def start(components: tuple[str, ...]) -> int:
         progress("L", f" {pid}")
     with client:
         if components != ("watcher",):
+            from msgsrv.cli import console
+
+            console.handed_over = "start"
             client.request("START", *(["ha"] if ha else []), *names, on_progress=progress)
     from msgsrv.console import link
     from msgsrv.control.client import read_settings

@@ -44,6 +44,9 @@ def cli(force, components):
         return stop_without_watcher(root, names, force)
     except WatcherUnavailable:
         return stop_without_watcher(root, names, force)
+    from msgsrv.cli import console
+
+    console.handed_over = "stop"
     with client:
         if names:
             client.request("STOP", *(["-f"] if force else []), *names, on_progress=progress)

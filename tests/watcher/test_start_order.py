@@ -347,3 +347,31 @@ def test_stop_msg_f_kills_at_once_through_the_watcher(suite, cli):
     assert [" ".join(ln.split()[:2]) for ln in r.stdout.splitlines()] == ["Stopping imap", "Stopping store",
                                                                           "Stopping watcher"], r.stdout
     assert wait_for(lambda: not suite.pids("imap") and not suite.pids("store"), timeout=10)
+
+
+def test_ctrl_c_on_start_msg_ends_its_line_and_says_the_watcher_goes_on(suite, cli):
+    """Ctrl-C on a start-msg waiting for a slow imapd: before, exit 130 with the line left
+    unfinished (`Starting imap server .........` and nothing after it) and not a word on stderr.
+    The line now ends `interrupted`, one line says the watcher goes on with the start (it does:
+    the interrupt stops start-msg's waiting, not the watcher's work)."""
+    import signal
+    import subprocess
+
+    from tests.watcher.conftest import command_path, wait_for
+
+    suite.configure(args={"imap": "--delay 3"}, **{"local.imap.starttimeout": "30"})
+    start = subprocess.Popen([command_path("start-msg")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: suite.pids("imap"), timeout=20)  # imap spawned, still silent
+        time.sleep(0.3)
+        start.send_signal(signal.SIGINT)
+        out, err = start.communicate(timeout=10)
+    finally:
+        if start.poll() is None:
+            start.kill()
+    assert start.returncode == 130, (out, err)
+    assert out.endswith(" interrupted\n") and out.splitlines()[-1].startswith("Starting imap server ."), out
+    assert err == "start-msg: interrupted; the watcher goes on with the start (watcher status shows where it is)\n", err
+    st = wait_for(lambda: (s := suite.status()) and all(s[c]["state"] == "RUNNING" for c in STORE_MEMBERS) and s,
+                  timeout=20)
+    assert st["imap"]["pids"]
