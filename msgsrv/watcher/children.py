@@ -39,7 +39,7 @@ from msgsrv import procinfo
 from msgsrv.control import listeners
 from msgsrv.errors import os_reason
 from msgsrv.watcher import cgroup as cg
-from msgsrv.watcher import prefork
+from msgsrv.watcher import oom, prefork
 
 LEFTOVER_GRACE = 0.5  # seconds leftovers of a group/cgroup get between SIGTERM and SIGKILL
 RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM, errno.ENOSPC})
@@ -185,6 +185,8 @@ class Processes:
                 pid = os.posix_spawn(real[0], real, env, file_actions=actions, setsid=True, setsigdef=SIGDEF)
             finally:
                 os.close(out)
+        if not fork:
+            oom.give_back(pid)  # the watcher's OOM protection is its own (oom.py)
         try:
             fd = os.pidfd_open(pid)
         except OSError:

@@ -27,7 +27,7 @@ from msgsrv.atomicfile import write_atomic
 from msgsrv.control import listeners, notify
 from msgsrv.errors import OperationFailed, file_problem
 from msgsrv.paths import ServerRoot
-from msgsrv.watcher import cgroup, prefork, statefile
+from msgsrv.watcher import cgroup, oom, prefork, statefile
 from msgsrv.watcher.children import Processes
 from msgsrv.watcher.server import ControlServer
 from msgsrv.watcher.supervisor import Supervisor, console_writer
@@ -89,6 +89,7 @@ async def run(root: ServerRoot, ha: bool = False) -> int:
         os.chdir(root.base)
         raise_fd_limit()
         lock_fd = acquire_lock(root)
+        oom.protect()  # the OOM killer takes a server first: a crash we heal, not a loss (oom.py)
         try:
             return await _run_locked(root, ha)
         finally:

@@ -11,7 +11,8 @@ The child starts from the middle of the watcher's event loop, with the watcher's
 signal handlers, threads' locks and environment. Before it runs any server code it leaves all of
 that behind, in this order (`_become_server`):
 
-1. its own session (setsid), like posix_spawn's setsid;
+1. its own session (setsid), like posix_spawn's setsid, and the OOM score the watcher was started
+   with (the watcher's lower one is its own, oom.py);
 2. the signal dispositions of a fresh interpreter, no wakeup fd, and then signals unblocked (they
    are blocked across fork, so no watcher handler can run in the child in between);
 3. stdin from /dev/null, stdout and stderr to data/log/<component>.out, and every other descriptor
@@ -49,6 +50,8 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
+
+from msgsrv.watcher import oom
 
 TITLE = "msgsrv-server {c}"
 EX_SOFTWARE = 70  # the child could not become a server (sysexits.h)
@@ -156,6 +159,7 @@ def _become_server(component: str, env: dict[str, str], log_path: Path, cgroup: 
                    keep: set[int]) -> None:
     gc.freeze()  # the watcher's objects: never walked by this process's collector (copy-on-write)
     os.setsid()
+    oom.give_back()  # the watcher's OOM protection is its own (oom.py)
     _fresh_signals()
     problem = _descriptors(log_path, keep)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())

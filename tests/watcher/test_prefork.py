@@ -14,12 +14,14 @@ import json
 import os
 import signal
 import socket
+import subprocess
+from pathlib import Path
 
 import psutil
 import pytest
 
 from msgsrv import messages as M
-from tests.conftest import free_ports, wait_for
+from tests.conftest import command_path, free_ports, wait_for
 from tests.watcher.conftest import Suite
 
 STORE = ("store", "imap", "pop", "http")
@@ -288,3 +290,27 @@ def test_the_preload_imports_aiohttp_without_loading_the_system_trust_store():
     if default_cas == 0:
         pytest.skip("this machine has no system CA bundle: nothing to tell apart")
     assert default_cas > 0
+
+
+def oom_adj(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/oom_score_adj").read_text())
+
+
+@pytest.mark.parametrize("prefork", ["yes", "no"])
+def test_the_oom_killer_is_pointed_at_a_server_before_the_watcher(builtin, prefork):
+    """A pre-forked watcher's resident size (every server's code, shared with them) often made it
+    the OOM killer's first choice: then every server ran unsupervised. The watcher lowers its
+    oom_score_adj (to -500 where it may, else from the raised value it was started with to 0), and
+    every server it starts, forked or exec'd, first or restarted, gets the value back."""
+    builtin.configure(prefork=prefork)
+    r = subprocess.run(["sh", "-c", 'echo 300 > /proc/self/oom_score_adj && exec "$0"', command_path("start-msg")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    watcher = builtin.watcher()
+    assert oom_adj(watcher) in (-500, 0)
+    servers = [p for c in ("store", "imap", "pop", "http") for p in builtin.pids(c)]
+    assert len(servers) == 5 and [oom_adj(p) for p in servers] == [300] * 5
+    imapd = builtin.pids("imap")[0]
+    os.kill(imapd, signal.SIGKILL)
+    new_pid(builtin, "imap", [imapd])
+    assert oom_adj(builtin.pids("imap")[0]) == 300
