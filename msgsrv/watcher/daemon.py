@@ -34,6 +34,7 @@ from msgsrv.watcher.supervisor import Supervisor, console_writer
 
 LISTEN_RETRY = 5.0  # seconds a busy control port is retried
 LISTEN_EVERY = 0.2
+KEEP_EVERY = 1.0  # seconds between two looks at the run files (keep_run_files)
 
 
 def acquire_lock(root: ServerRoot) -> int:
@@ -88,19 +89,84 @@ async def run(root: ServerRoot, ha: bool = False) -> int:
         root.ensure()
         os.chdir(root.base)
         raise_fd_limit()
-        lock_fd = acquire_lock(root)
+        locks = [acquire_lock(root)]
         oom.protect()  # the OOM killer takes a server first: a crash we heal, not a loss (oom.py)
         try:
-            return await _run_locked(root, ha)
+            return await _run_locked(root, ha, locks)
         finally:
-            os.close(lock_fd)
+            for fd in locks:
+                os.close(fd)
     except OSError as e:  # a file of the server root it cannot use (read-only, full disk): one line
         if e.filename is None:
             raise
         raise OperationFailed(file_problem(e)) from None
 
 
-async def _run_locked(root: ServerRoot, ha: bool) -> int:
+class RunFiles:
+    """What the watcher keeps in data/run/ while it runs, written again when it vanishes.
+
+    `rm -rf data/run` under a running suite (an admin cleaning up, systemd-tmpfiles on a root under
+    /tmp) took the token, the run record, the lock and the pid files: no command could reach the
+    watcher any more, a second one could be launched (it took the new lock and failed on the port),
+    and the next crash of a store member left the whole group down (a restarted server could not
+    read the token to register, so it never became ready). Every KEEP_EVERY seconds the watcher
+    looks (a stat of each file) and writes again what is gone, and takes the lock again on a
+    new lock file; the pid files and the state are written again through the recorder."""
+
+    def __init__(self, sup: Supervisor, root: ServerRoot, token: str, record: dict, me: dict, locks: list[int]):
+        self.sup, self.root, self.token, self.record, self.me, self.locks = sup, root, token, record, me, locks
+        self.said: list[str] = []  # what was said gone last (said once, not every second)
+
+    def missing(self) -> list[str]:
+        """The files of data/run/ that should be there and are not (a write the recorder still
+        retries, on a full disk, is the recorder's: not counted here)."""
+        run = self.root.run_dir
+        paths = [self.root.token_file, run / statefile.RUN_RECORD, self.root.pid_file("watcher"), run / statefile.STATE]
+        paths += [self.root.pid_file(c) for c, comp in self.sup.comps.items() if comp.procs]
+        gone = [p.name for p in paths if p not in self.sup.recorder.pending and not p.exists()]
+        if not self._lock_is_ours():
+            gone.append(self.root.watcher_lock.name)
+        return gone
+
+    def _lock_is_ours(self) -> bool:
+        try:
+            return os.stat(self.root.watcher_lock).st_ino == os.fstat(self.locks[-1]).st_ino
+        except OSError:
+            return False
+
+    def restore(self) -> list[str]:
+        """Write again what is gone; returns the names written (nothing gone: [])."""
+        gone = self.missing()
+        if not gone:
+            self.said = []
+            return []
+        with contextlib.suppress(OperationFailed):
+            self.root.ensure()  # data/run itself, 0700
+        if self.root.token_file.name in gone:
+            with contextlib.suppress(OSError):
+                write_atomic(self.root.token_file, self.token + "\n")
+        if self.root.watcher_lock.name in gone:
+            with contextlib.suppress(OperationFailed, OSError):
+                self.locks.append(acquire_lock(self.root))
+        rec = self.sup.recorder
+        rec.write(self.root.run_dir / statefile.RUN_RECORD, json.dumps(self.record), durable=False)
+        rec.write(self.root.pid_file("watcher"), json.dumps([self.me]), durable=False)
+        for c, comp in self.sup.comps.items():
+            if comp.procs:
+                self.sup.write_pids(c)
+        self.sup.save_now()
+        if gone != self.said:
+            self.sup.log(M.RUN_FILES_RESTORED.format(names=" ".join(gone), path=self.root.run_dir))
+            self.said = gone
+        return gone
+
+    async def keep(self) -> None:
+        while True:
+            await asyncio.sleep(KEEP_EVERY)
+            self.restore()
+
+
+async def _run_locked(root: ServerRoot, ha: bool, locks: list[int]) -> int:
     previous = statefile.run_record(root.run_dir)  # left behind: the previous watcher died
     restore = previous is not None and previous.get("pid") != os.getpid()
     sup = Supervisor(root, ha=ha, supervised=True, console=console_writer)
@@ -130,6 +196,7 @@ async def _run_locked(root: ServerRoot, ha: bool) -> int:
               "manager": "systemd" if os.environ.get("INVOCATION_ID") else None}
     sup.recorder.write(root.run_dir / statefile.RUN_RECORD, json.dumps(record), durable=False)
     sup.recorder.write(root.pid_file("watcher"), json.dumps([me]), durable=False)
+    keeper = asyncio.get_running_loop().create_task(RunFiles(sup, root, token, record, me, locks).keep())
     notify.ready()  # start-msg, which launched us, connects now
     sup.log("")
     sup.log(M.WATCHER_STARTED.format(pid=os.getpid(), when=time.ctime()))
@@ -167,8 +234,11 @@ async def _run_locked(root: ServerRoot, ha: bool) -> int:
             metrics.close()
         await console_server.stop(console)
         worker.cancel()
+        keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
         sup.save_now()
         if sup.finished.is_set():  # a clean exit; after anything else the next watcher must know
             sup.log(M.WATCHER_EXITING.format(pid=os.getpid()))

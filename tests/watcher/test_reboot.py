@@ -220,3 +220,35 @@ def test_a_server_whose_output_file_cannot_be_opened_still_serves(builtin, kind)
     default = (builtin.root.log_dir / "default").read_text()
     who = f"imapd[{pid}] Warning: " if kind == "built-in" else f"watcher Warning: imap server {pid}: "
     assert who + why in default, default
+
+
+def test_a_removed_run_directory_is_written_again_and_the_next_crash_is_healed(builtin):
+    """`rm -rf data/run` under a running suite took the token, the run record, the lock and the
+    pid files: no command could reach the watcher, and the next crash of imapd left the whole
+    store group down (the restarted servers could not read the token to register, so none became
+    ready). The watcher now writes them again within a second, takes a new lock, and heals."""
+    import shutil
+
+    from tests.watcher.test_prefork import all_running as store_running
+    from tests.watcher.test_prefork import new_pid
+
+    builtin.configure()
+    builtin.start()
+    run = builtin.root.run_dir
+    watcher, before = builtin.watcher(), {c: builtin.pids(c) for c in STORE}
+    shutil.rmtree(run)
+    names = ("watcher.token", "watcher.json", "watcher.pid", "watcher.lock", "supervision.json",
+             *(f"{c}.pid" for c in STORE))
+    wait_for(lambda: all((run / n).exists() for n in names), timeout=10)
+    assert oct(run.stat().st_mode & 0o777) == "0o700"
+    assert {c: builtin.pids(c) for c in STORE} == before and builtin.watcher() == watcher
+    assert f"{run} had lost " in (builtin.root.log_dir / "watcher").read_text()
+    # the lock is the watcher's again: a second start-msg finds it, no second watcher is launched
+    r = builtin.cli("start-msg")
+    assert r.returncode == 0 and "Launching watcher" not in r.stdout, r.stdout + r.stderr
+    old = builtin.pids("imap")
+    os.kill(old[0], signal.SIGKILL)
+    new_pid(builtin, "imap", old)
+    store_running(builtin)
+    st = Suite.status(builtin)
+    assert all(st[c]["state"] == "RUNNING" and st[c]["restarts"] == 1 for c in STORE), st
