@@ -144,10 +144,13 @@ def test_a_watcher_killed_at_any_point_of_a_stop_leaves_nothing_untrue(tmp_path,
 
 
 @pytest.mark.chaos
-def test_a_watcher_killed_at_any_point_of_a_store_group_restart_leaves_nothing_untrue(tmp_path, cli):
+@pytest.mark.parametrize("healer", ["start-msg", "msprobe"])
+def test_a_watcher_killed_at_any_point_of_a_store_group_restart_leaves_nothing_untrue(tmp_path, cli, healer):
+    """HEALER: the admin's start-msg, or the next msprobe pass (which launches the dead watcher
+    again, probe/watchdog.py) and whose probes meet the group half restarted."""
     seed, rng = seeded()
     for n in range(ROUNDS):
-        killed_in_restart(Round(tmp_path, cli, n), rng, f"seed {seed} round {n}")
+        killed_in_restart(Round(tmp_path, cli, n), rng, f"seed {seed} round {n} ({healer})", healer)
 
 
 def killed_in_start(rd: Round, rng: random.Random, what: str) -> None:
@@ -183,7 +186,7 @@ def killed_in_stop(rd: Round, rng: random.Random, what: str) -> None:
         rd.cleanup()
 
 
-def killed_in_restart(rd: Round, rng: random.Random, what: str) -> None:
+def killed_in_restart(rd: Round, rng: random.Random, what: str, healer: str = "start-msg") -> None:
     target, phase = rng.choice(GROUP), rng.choice(("gone", "new"))
     what += f": imapd killed, then the watcher once {target}'s record was {phase}"
     try:
@@ -196,7 +199,11 @@ def killed_in_restart(rd: Round, rng: random.Random, what: str) -> None:
             rd.until(lambda: rd.record(target) not in (None, old))
         rd.kill_watcher()
         time.sleep(rng.uniform(0, 0.2))
-        rd.start_msg(what)
+        if healer == "msprobe":
+            r = rd.cli("msprobe", timeout=120)
+            assert "msprobe: Error: watcher launched again (pid " in r.stderr, f"{what}: {r.stdout}{r.stderr}"
+        else:
+            rd.start_msg(what)
         # one failure (imapd's), so one restart of the unit: not 0 (the failure lost), not 2
         # (the restart the dead watcher had begun counted again)
         rd.check_running(dict.fromkeys(GROUP, 1), what)
