@@ -28,7 +28,7 @@ from msgsrv import messages as M
 from msgsrv import tls
 from msgsrv.components import BY_NAME, PORT_SWITCHES, START_ORDER, STOP_ORDER
 from msgsrv.control import listeners
-from msgsrv.errors import OperationFailed
+from msgsrv.errors import MsgsrvError, OperationFailed
 from msgsrv.watcher import children as ch
 from msgsrv.watcher.states import State
 
@@ -163,7 +163,11 @@ class Dots:
 
 # -- the queue ---------------------------------------------------------------------------------------
 class OperationQueue:
-    def __init__(self) -> None:
+    def __init__(self, on_crash: Callable[[str, BaseException], None] | None = None) -> None:
+        # ON_CRASH(label, exception): an operation ended with an exception that is not one of the
+        # suite's own (a bug): its requester, if any, gets it too, but a restart of the watcher's
+        # own has none, and the failure it was healing must not vanish with it
+        self.on_crash = on_crash
         self._queue: deque[tuple[Callable[[], Awaitable], asyncio.Future, str]] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -193,6 +197,14 @@ class OperationQueue:
         self._idle.clear()
         self._wake.set()
         return fut
+
+    def _crashed(self, label: str, e: BaseException) -> None:
+        if self.on_crash is None or isinstance(e, MsgsrvError):
+            return
+        try:
+            self.on_crash(label, e)
+        except Exception:  # noqa: BLE001 - the queue outlives anything its report may do
+            pass
 
     def preempt(self, make: Callable[[], Awaitable], label: str = "shutdown",
                 why: str = "the watcher is shutting down") -> asyncio.Future:
@@ -253,6 +265,8 @@ class OperationQueue:
             finally:
                 self.current, self.current_label = None, ""
             why, shutdown, self._why, self._shutdown = self._why, self._shutdown, None, False
+            if not task.cancelled() and task.exception() is not None:
+                self._crashed(label, task.exception())
             if fut.done():
                 continue
             if task.cancelled():

@@ -64,7 +64,7 @@ class Supervisor:
         self.budget = RestartBudget()
         self.restarts_total: dict[str, int] = {}
         self.pending: dict[str, list[Restart]] = {}
-        self.ops = ops.OperationQueue()
+        self.ops = ops.OperationQueue(on_crash=self._operation_crashed)
         self.anomalies = 0  # transitions outside the table (always 0 unless the watcher has a bug)
         self._ready: dict[int, asyncio.Future] = {}
         self._exited: dict[int, asyncio.Future] = {}
@@ -120,6 +120,25 @@ class Supervisor:
     def _anomaly(self, text: str) -> None:
         self.anomalies += 1
         self.log(f"internal error: {text}")
+
+    def _operation_crashed(self, label: str, e: BaseException) -> None:
+        """An operation ended with an exception of no kind the suite raises (a bug in the watcher).
+        Said everywhere a failure is (with the traceback on the console, for the report), and no
+        component is left looking as if it ran or were on its way: what is meant to run and has no
+        process is FATAL with the reason, so status, msprobe and the alerts show it down."""
+        import traceback
+
+        self.anomalies += 1
+        line = M.OPERATION_CRASHED.format(label=label or "operation", error=f"{type(e).__name__}: {e}")
+        self.alert(line)
+        with contextlib.suppress(Exception):
+            self.console("".join(traceback.format_exception(e)).rstrip())
+        for c, comp in self.comps.items():
+            if comp.wanted and not comp.procs and comp.state not in (State.EXITED, State.FATAL):
+                self.enter(c, State.FATAL, line)
+                comp.down_state = State.FATAL
+                self.journal.add("give-up", c, BY_NAME[c].unit, None, line, "watcher")
+        self.save_soon()
 
     def settle(self, c: str, down: State | None = None) -> None:
         """C has no process left (or may not): take the state its last decision gave it."""
