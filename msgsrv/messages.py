@@ -28,6 +28,7 @@ AUTORESTART_OFF = "local.autorestart is off; not restarting {units}"
 NOT_RESTARTABLE = "{c} server is not restarted automatically"
 UTILITY_FAILED = "Store utility '{who}' failed: {reason}"
 ADOPTED = "Adopted {c} server {pid}"
+FOUND_IN_CGROUP = "{c} server {pids} found running in its cgroup, though {path} did not name it"
 EXITED_CLEANLY = "{c} server {pid} exited after unregistering"
 
 # -- added after 0.1.0 (issues 10 and 11) ------------------------------------------------------------

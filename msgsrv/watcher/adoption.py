@@ -53,6 +53,14 @@ def adopt(sup: Supervisor, restore: bool = False, rebooted: bool = False, reques
                 dead.append(rec["pid"])
                 continue
             sup.adopted(child)
+        if not comp.procs and not rebooted and sup.cfg.built_in(c):
+            found = sup.procs.found_in_cgroups(c, BY_NAME[c].daemon, sup.root.base)
+            for child in found:
+                sup.adopted(child)
+            if found:
+                sup.log(M.FOUND_IN_CGROUP.format(c=c, pids=" ".join(str(k.pid) for k in found),
+                                                 path=path.name))
+                dead = []  # what the record named was replaced by these: not a failure of theirs
         if comp.procs and restore and f.get("wanted") is False:
             # the previous watcher was stopping it at the admin's request when it died (nothing
             # else leaves a process of a component not meant to run): that stop is finished, and

@@ -88,6 +88,18 @@ class Cgroups:
             kill(cg)
         return cg
 
+    def of_component(self, component: str) -> list[tuple[int, Path]]:
+        """(worker, cgroup) of every cgroup of COMPONENT that exists under our base."""
+        head = f"{PREFIX}{self.tag}-{component}-"
+        out = []
+        try:
+            for entry in os.scandir(self.base):
+                if entry.name.startswith(head) and entry.name[len(head):].isdigit() and entry.is_dir():
+                    out.append((int(entry.name[len(head):]), Path(entry.path)))
+        except OSError:
+            return []
+        return sorted(out)
+
     def owns(self, cg: str | None) -> bool:
         return bool(cg) and Path(cg).name.startswith(f"{PREFIX}{self.tag}-")
 

@@ -185,8 +185,7 @@ class Processes:
                 pid = os.posix_spawn(real[0], real, env, file_actions=actions, setsid=True, setsigdef=SIGDEF)
             finally:
                 os.close(out)
-        if not fork:
-            oom.give_back(pid)  # the watcher's OOM protection is its own (oom.py)
+        oom.give_back(pid)  # the watcher's OOM protection is its own (oom.py), before anyone sees the pid
         try:
             fd = os.pidfd_open(pid)
         except OSError:
@@ -281,6 +280,31 @@ class Processes:
         return len(fds)
 
     # -- adoption (SPEC §3: a new watcher supervises what the old one left running) -----------------
+    def found_in_cgroups(self, component: str, daemon: str, base: Path) -> list[Child]:
+        """The built-in server processes of COMPONENT (named DAEMON) running in its cgroups though
+        no pid record names them: started by a watcher that could not write its pid file (a full
+        disk) or died before it did. The kernel's record of what the watcher started; without it
+        the next watcher counted a failure that had not happened and the cgroup's clearing at its
+        restart killed a server that served. Only a process that is this root's built-in server
+        (its comm, and this server root) is taken: anything else in a cgroup is a leftover."""
+        if self.cgroups is None:
+            return []
+        out = []
+        for worker, group in self.cgroups.of_component(component):
+            for pid in cg.procs(group):
+                try:
+                    with open(f"/proc/{pid}/comm") as f:
+                        if f.read().strip() != daemon:
+                            continue
+                except OSError:
+                    continue
+                child = self.adopt(component, {"pid": pid, "start_ticks": None, "worker": worker,
+                                               "cgroup": str(group)}, base)
+                if child is not None:
+                    out.append(child)
+                    break  # one server per worker's cgroup (its own children are its business)
+        return out
+
     def adopt(self, component: str, rec: dict, base: Path) -> Child | None:
         """The process of pid record REC, if it is still the one recorded (not a recycled pid)."""
         pid, ticks, ctime = rec["pid"], rec.get("start_ticks"), rec.get("create_time")

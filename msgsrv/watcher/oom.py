@@ -7,8 +7,9 @@ ran unsupervised until msprobe or an admin launched a watcher again. Where it ma
 CAP_SYS_RESOURCE), the watcher lowers its own /proc/self/oom_score_adj to WATCHER_ADJ (elsewhere,
 started higher than 0, to 0, as low as any process may go on its own); a server
 that was killed is a crash the watcher heals at once, while a killed watcher is a loss nobody sees.
-Every server it starts gets the value the watcher was started with back (a forked one sets it
-first thing; an exec'd one is set by the watcher right after the spawn), so the protection is the
+Every server it starts gets the value the watcher was started with back (the watcher sets it
+right after the fork or spawn, before the pid is recorded; a forked one also sets it itself first
+thing), so the protection is the
 watcher's alone. A watcher started lower still (OOMScoreAdjust= of a systemd unit) keeps its value,
 and so do its servers.
 """

@@ -252,3 +252,31 @@ def test_a_removed_run_directory_is_written_again_and_the_next_crash_is_healed(b
     store_running(builtin)
     st = Suite.status(builtin)
     assert all(st[c]["state"] == "RUNNING" and st[c]["restarts"] == 1 for c in STORE), st
+
+
+def test_a_server_its_pid_file_does_not_name_is_found_in_its_cgroup(builtin):
+    """The watcher restarted imapd while its pid file could not be written (a full disk), then
+    died; the file still names the imapd that crashed. Before, the next watcher counted that
+    crash again (a store-group restart) and its restart's cgroup clearing killed the imapd that
+    served. The kernel's record, the cgroup, names the server: it is adopted, nothing counted."""
+    from msgsrv import procinfo
+    from msgsrv.watcher import cgroup
+
+    if cgroup.Cgroups.detect(builtin.root.base) is None:
+        pytest.skip("no writable cgroup v2 tree here: process groups only")
+    builtin.configure()
+    builtin.start()
+    imapd, watcher = builtin.pids("imap"), builtin.watcher()
+    os.kill(watcher, signal.SIGKILL)
+    wait_for(lambda: not procinfo.same_process(watcher), timeout=10)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    builtin.root.pid_file("imap").write_text(json.dumps([{"pid": gone.pid, "start_ticks": 1, "worker": 0}]))
+    builtin.start()
+    st = Suite.status(builtin)
+    assert all(st[c]["state"] == "RUNNING" and st[c]["restarts"] == 0 for c in STORE), st
+    assert st["imap"]["pids"] == imapd
+    log = (builtin.root.log_dir / "watcher").read_text()
+    assert f"imap server {imapd[0]} found running in its cgroup, though imap.pid did not name it" in log
+    assert "exited abnormally" not in log and "Received request to restart" not in log
+    assert json.loads(builtin.root.pid_file("imap").read_text())[0]["pid"] == imapd[0]

@@ -105,6 +105,9 @@ class FakeProcesses:
     def adopt(self, component, rec, base):
         return None
 
+    def found_in_cgroups(self, component, daemon, base):
+        return []
+
     @staticmethod
     def fill_start_ticks(child):
         pass
