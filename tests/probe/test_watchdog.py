@@ -79,6 +79,9 @@ def test_a_dead_watcher_is_launched_again_and_adopts_every_server(suite, root):
     assert r.returncode == 0, r.stdout + r.stderr
     assert watcher_line(r.stdout)[3] == "OK"
     assert "watcher response time" in suite.default_log()
+    data = json.loads(suite.msprobe("--json", "watcher").stdout)
+    assert data["healthy"] and data["services"] == [] and data["watcher"]["status"] == "OK"
+    assert data["watcher"]["pid"] == new and data["watcher"]["relaunched"] is None
 
 
 def test_a_watcher_that_does_not_answer_is_killed_and_launched_again(suite, root):
