@@ -7,7 +7,9 @@ of their start)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import Callable
 
 from msgsrv.control.client import DEFAULT_CALL_TIMEOUT, read_token, watcher_port, who_am_i
 from msgsrv.control.protocol import format_request
@@ -28,22 +30,28 @@ class Registration:
     A watcher that cannot be reached or refuses leaves the server unregistered: the watcher
     still sees it through its pid."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_lost: Callable[[], None] | None = None) -> None:
         self.task: asyncio.Task | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.reader: asyncio.StreamReader | None = None
+        self.on_lost = on_lost  # called when the watcher closes a registration we did not end
+        self.follow: asyncio.Task | None = None
+        self.ending = False
 
     @classmethod
-    def start(cls, component: str, root: ServerRoot | None = None) -> Registration:
-        """Begin registering COMPONENT; call from inside the server's event loop."""
-        reg = cls()
+    def start(cls, component: str, root: ServerRoot | None = None, on_lost: Callable[[], None] | None = None,
+              again: bool = False) -> Registration:
+        """Begin registering COMPONENT; call from inside the server's event loop. ON_LOST: called
+        once if the watcher's end of the connection closes while we live (the watcher died).
+        AGAIN: with a watcher launched since ours (its port from its run record, not ours)."""
+        reg = cls(on_lost)
         if os.environ.get("MSGSRV_SUPERVISED") == "1":
-            reg.task = asyncio.get_running_loop().create_task(reg._register(component, root))
+            reg.task = asyncio.get_running_loop().create_task(reg._register(component, root, again))
         return reg
 
-    async def _register(self, component: str, root: ServerRoot | None) -> None:
+    async def _register(self, component: str, root: ServerRoot | None, again: bool = False) -> None:
         root = root or ServerRoot.from_env()
-        port = os.environ.get("MSGSRV_WATCHER_PORT")
+        port = None if again else os.environ.get("MSGSRV_WATCHER_PORT")
         if prefork.joining_cgroup():  # a forked server is RUNNING only once its cgroup holds it
             await prefork.cgroup_joined_soon()
         try:
@@ -65,6 +73,22 @@ class Registration:
                 answers += 1
         except (OSError, TimeoutError, ValueError):  # ConnectionError is an OSError; ValueError: a line too long
             self._close()
+            return
+        if self.on_lost is not None:
+            self.follow = asyncio.get_running_loop().create_task(self._follow(reader))
+
+    async def _follow(self, reader: asyncio.StreamReader) -> None:
+        """Read the idle connection to its end: the watcher closes it only when it exits (after
+        stopping us) or dies. A close we did not ask for while we run is said through on_lost."""
+        try:
+            while await reader.readline():
+                pass
+        except (OSError, ValueError):
+            pass
+        if not self.ending:
+            self._close()
+            if self.on_lost is not None:
+                self.on_lost()
 
     def _close(self) -> None:
         if self.writer is not None:
@@ -73,6 +97,11 @@ class Registration:
 
     async def bye(self) -> None:
         """End the registration in order: BYE, then close (2 s at most)."""
+        self.ending = True
+        if self.follow is not None:
+            self.follow.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.follow
         if self.task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self.task), 2.0)

@@ -208,20 +208,8 @@ class _Logger:
 
 
 def _log_watcher(log: _Logger, w: watchdog.WatcherCheck) -> None:
-    if w.status == watchdog.OK:
-        log("Info", M.WATCHER_RESPONSE.format(t=_t(w.elapsed)))
-        return
-    if w.status == watchdog.STOPPED:
-        log("Info", M.WATCHER_STOPPED)
-        return
-    if w.status == watchdog.HUNG:
-        log("Error", M.WATCHER_HUNG.format(detail=w.detail), console=True)
-    else:
-        log("Error", M.WATCHER_DOWN.format(detail=w.detail), console=True)
-    if w.relaunched is not None:
-        log("Error", M.WATCHER_RELAUNCHED.format(pid=w.relaunched), console=True)
-    elif w.why_not:
-        log("Warning", M.WATCHER_NOT_RELAUNCHED.format(why=w.why_not), console=True)
+    for severity, text in w.lines():
+        log(severity, text, console=severity != "Info")
 
 
 def _log_outcome(log: _Logger, o: Outcome) -> None:

@@ -50,6 +50,21 @@ class WatcherCheck:
     def healthy(self) -> bool:
         return self.status == OK
 
+    def lines(self) -> list[tuple[str, str]]:
+        """(severity, text) of what was found and done, in msprobe's words."""
+        from msgsrv.probe import messages as M
+
+        if self.status == OK:
+            return [("Info", M.WATCHER_RESPONSE.format(t=f"{self.elapsed:.3f}"))]
+        if self.status == STOPPED:
+            return [("Info", M.WATCHER_STOPPED)]
+        out = [("Error", (M.WATCHER_HUNG if self.status == HUNG else M.WATCHER_DOWN).format(detail=self.detail))]
+        if self.relaunched is not None:
+            out.append(("Error", M.WATCHER_RELAUNCHED.format(pid=self.relaunched)))
+        elif self.why_not:
+            out.append(("Warning", M.WATCHER_NOT_RELAUNCHED.format(why=self.why_not)))
+        return out
+
     def to_dict(self) -> dict:
         return {"port": self.port, "elapsed": round(self.elapsed, 4), "status": self.status, "detail": self.detail,
                 "pid": self.pid, "relaunched": self.relaunched, "not_relaunched": self.why_not or None}

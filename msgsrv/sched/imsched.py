@@ -45,6 +45,7 @@ PREFIX = "local.schedule."
 STOP_GRACE = 1.0  # seconds a running task gets after SIGTERM before SIGKILL
 CONFIG_CHECK = 1.0  # seconds between two looks at config/msg.toml
 CLOCK_STEP = 5.0  # seconds the wall clock may gain or lose on the monotonic one before it is a step
+WATCHER_GRACE = 1.0  # seconds between losing the watcher's connection and looking at the watcher
 SHELL_WORDS = {">", ">>", "<", "|", "||", "&&", ";", "&", "2>", "2>&1"}
 # Programs of the suite that a relative command may name (lib/msprobe, sbin/mboxutil, ...).
 TASK_ROW = catalogue.lookup(PREFIX + "task")
@@ -163,6 +164,8 @@ class Scheduler:
         self._children: set[asyncio.Task] = set()
         self._config_id: tuple | None = None
         self._clock: tuple[datetime, float] | None = None  # wall and monotonic time at the last look
+        self.registration = None  # with the watcher (control/registration.py), once serve() made it
+        self._looking: asyncio.Task | None = None  # a look at the watcher after its connection closed
 
     def log(self, severity: str, text: str) -> None:
         try:
@@ -178,6 +181,42 @@ class Scheduler:
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+
+    # -- the watcher --------------------------------------------------------------------------------
+    def register(self, again: bool = False) -> None:
+        from msgsrv.control.registration import Registration
+
+        self.registration = Registration.start("sched", self.root, on_lost=self.watcher_lost, again=again)
+
+    def watcher_lost(self) -> None:
+        """The watcher closed our registration while we run: it died (a clean stop stops us
+        first). Rather than wait for the next msprobe pass (up to 10 minutes of servers nobody
+        watches), look at the watcher now, as msprobe does, and launch it again (probe/watchdog.py:
+        not in HA mode, not under systemd, only with local.autorestart yes)."""
+        if not self._stopping and (self._looking is None or self._looking.done()):
+            self._looking = asyncio.get_running_loop().create_task(self._look_at_the_watcher())
+
+    async def _look_at_the_watcher(self) -> None:
+        from msgsrv.config.store import ConfigStore, StoreError
+        from msgsrv.probe import watchdog
+
+        await asyncio.sleep(WATCHER_GRACE)
+        if self._stopping:
+            return
+        try:
+            store = ConfigStore(self.root.config_file)
+            if not watchdog.wanted(store, named=False):
+                return
+            timeout = store.get_float("local.probe.watcher.timeout", store.get_float("service.readtimeout", 10.0))
+        except StoreError as e:
+            self.log("Error", f"the watcher's connection closed; unable to read the configuration: {e}")
+            return
+        self.log("Error", "the watcher's connection closed; looking at the watcher")
+        w = await asyncio.to_thread(watchdog.check, self.root, store, timeout)
+        for severity, text in w.lines():
+            self.log(severity, text)
+        if not self._stopping and (w.healthy or w.relaunched is not None):
+            self.register(again=True)  # so that its death, too, is seen at once
 
     def load(self, now: datetime) -> None:
         from msgsrv.config.store import ConfigStore, StoreError
@@ -334,7 +373,6 @@ class Scheduler:
 async def serve(root: ServerRoot, port: int | None = None) -> int:
     """The sched component: bind the health port, register with the watcher, run until SIGTERM."""
     from msgsrv.config.store import ConfigStore
-    from msgsrv.control.registration import Registration
 
     root.ensure()
     if port is None:
@@ -345,10 +383,9 @@ async def serve(root: ServerRoot, port: int | None = None) -> int:
     loop.add_signal_handler(signal.SIGHUP, sched.request_reload)
     loop.add_signal_handler(signal.SIGTERM, sched.stop)
     loop.add_signal_handler(signal.SIGINT, sched.stop)
-    registration = None
     try:
         server = await start_health(root, sched, port)  # bind first: a registered server answers probes
-        registration = Registration.start("sched", root)
+        sched.register()
         sched.log("Info", f"imsched process {os.getpid()} started; health port 127.0.0.1:{port}")
         try:
             await sched.run()
@@ -358,6 +395,8 @@ async def serve(root: ServerRoot, port: int | None = None) -> int:
     finally:
         for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(s)
-        if registration is not None:
-            await registration.bye()
+        if sched._looking is not None:
+            sched._looking.cancel()
+        if sched.registration is not None:
+            await sched.registration.bye()
     return 0

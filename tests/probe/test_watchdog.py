@@ -201,3 +201,26 @@ def _live_record(root) -> dict | None:
     except (OSError, ValueError):
         return None
     return rec if procinfo.recorded(rec) and accepts(rec["port"]) else None
+
+
+def test_imsched_sees_the_watcher_die_at_once_and_launches_it_again(suite, root):
+    """imsched holds a registration with the watcher; the watcher closes it only after stopping
+    imsched, so a close while imsched runs is the watcher's death. Before, the servers then ran
+    unsupervised until the next msprobe pass (every 10 minutes by default); imsched now looks at
+    the watcher a second later and launches it again, and registers with the new one, so the next
+    death is seen at once too. (No msprobe pass is scheduled here: only the registration can tell.)"""
+    suite.start(enable=("store", "imap", "pop", "http", "sched"))
+    before = {c: pids(root, c) for c in (*STORE, "sched")}
+    for _ in range(2):
+        old = kill_the_watcher(suite, root)
+        t0 = time.monotonic()
+        wait_for(lambda: (rec := _live_record(root)) and rec["pid"] != old, timeout=20)
+        took = time.monotonic() - t0
+        assert took < 10, took  # a second's grace, then a watcher's start: not a probe interval
+        wait_for(lambda: all(c["state"] == "RUNNING" for c in status(suite)["components"] if c["enabled"]))
+        comps = {c["name"]: c for c in status(suite)["components"]}
+        assert {c: comps[c]["pids"] for c in before} == before and all(comps[c]["restarts"] == 0 for c in before)
+    log = suite.default_log()
+    assert log.count("imsched Error: the watcher's connection closed; looking at the watcher") == 2, log
+    assert log.count("imsched Error: watcher launched again (pid ") == 2
+    assert "task msprobe" not in log
