@@ -214,7 +214,7 @@ def test_imsched_sees_the_watcher_die_at_once_and_launches_it_again(suite, root)
     for _ in range(2):
         old = kill_the_watcher(suite, root)
         t0 = time.monotonic()
-        wait_for(lambda: (rec := _live_record(root)) and rec["pid"] != old, timeout=20)
+        wait_for(lambda old=old: (rec := _live_record(root)) and rec["pid"] != old, timeout=20)
         took = time.monotonic() - t0
         assert took < 10, took  # a second's grace, then a watcher's start: not a probe interval
         wait_for(lambda: all(c["state"] == "RUNNING" for c in status(suite)["components"] if c["enabled"]))
