@@ -37,6 +37,13 @@ def running_pids(root: ServerRoot, name: str) -> list[int]:
     return [r["pid"] for r in _records(root.pid_file(name)) if recorded(r)]
 
 
+def running_components(root: ServerRoot) -> list[str]:
+    """The components whose pid files name live processes, in start order."""
+    from msgsrv.components import START_ORDER
+
+    return [c for c in START_ORDER if running_pids(root, c)]
+
+
 def watcher_pid(root: ServerRoot) -> int | None:
     """The running watcher's pid, or None. Read from its pid file, never by taking its lock: a
     lock test could make a watcher that starts at that moment believe another one runs."""

@@ -57,6 +57,7 @@ def status_cmd(as_json):
 
     from msgsrv import messages as M
     from msgsrv.control.client import WatcherClient, WatcherUnavailable, running_watcher
+    from msgsrv.daemons import running_components
     from msgsrv.errors import OperationFailed
     from msgsrv.paths import ServerRoot
 
@@ -66,7 +67,7 @@ def status_cmd(as_json):
     try:
         client = WatcherClient.connect(root)
     except WatcherUnavailable:
-        unsupervised = _unsupervised(root) if running_watcher(root) is None else []
+        unsupervised = running_components(root) if running_watcher(root) is None else []
         if unsupervised:  # not only "not running": what runs without it is said too
             raise OperationFailed(M.UNSUPERVISED.format(names=" ".join(unsupervised))) from None
         raise
@@ -86,15 +87,6 @@ def status_cmd(as_json):
         title += "  config: does not parse (last good in force)"
     _table(title, [c for c in st["components"] if _shown(c)])
     return code
-
-
-def _unsupervised(root) -> list[str]:
-    """The components whose pid files name live processes (in start order)."""
-    from msgsrv.components import START_ORDER
-    from msgsrv.procinfo import recorded
-    from msgsrv.watcher.statefile import pid_records
-
-    return [c for c in START_ORDER if any(recorded(r) for r in pid_records(root.pid_file(c)))]
 
 
 def _shown(c: dict) -> bool:

@@ -3,7 +3,9 @@
 The watcher restarts every server; nothing restarted the watcher. One that died (SIGKILL, the
 OOM killer, a bug) left its servers running unsupervised: a crash from then on was nobody's, and
 every msprobe pass said all was well, until an admin ran start-msg. Every full msprobe pass (and
-`msprobe watcher`) now asks the watcher to answer (PING on its control port) and says one of
+`msprobe watcher`), and imsched a second after its registration with the watcher closes (the
+watcher's death: sched/imsched.py), now ask the watcher to answer (PING on its control port) and
+say one of
 
     OK        it answered within local.probe.watcher.timeout (default: service.readtimeout)
     HUNG      it lives but did not answer: killed (SIGKILL) and launched again; one stopped by a
@@ -28,8 +30,8 @@ import time
 from dataclasses import dataclass
 
 from msgsrv import procinfo
-from msgsrv.components import START_ORDER
 from msgsrv.config.store import ConfigStore
+from msgsrv.daemons import running_components
 from msgsrv.paths import ServerRoot
 
 OK, HUNG, DOWN, STOPPED = "OK", "HUNG", "DOWN", "STOPPED"
@@ -109,7 +111,10 @@ def check(root: ServerRoot, store: ConfigStore, timeout: float) -> WatcherCheck:
             return WatcherCheck(port, elapsed, HUNG, detail, pid, why_not=why_not)
         _kill(pid, rec)
         return _relaunch(root, WatcherCheck(port, elapsed, HUNG, detail, pid))
-    running = [c for c in START_ORDER if _runs(root, c)]
+    try:
+        running = running_components(root)
+    except OSError:  # another user's pid files: nothing to relaunch from here
+        running = []
     if not running:
         return WatcherCheck(port, 0.0, STOPPED, "not running; no server runs")
     gone = rec["pid"] if rec and isinstance(rec.get("pid"), int) else None
@@ -119,15 +124,6 @@ def check(root: ServerRoot, store: ConfigStore, timeout: float) -> WatcherCheck:
     if why_not:
         return WatcherCheck(port, 0.0, DOWN, detail, gone, why_not=why_not)
     return _relaunch(root, WatcherCheck(port, 0.0, DOWN, detail, gone))
-
-
-def _runs(root: ServerRoot, component: str) -> bool:
-    from msgsrv.watcher.statefile import pid_records
-
-    try:
-        return any(procinfo.recorded(r) for r in pid_records(root.pid_file(component)))
-    except OSError:
-        return False
 
 
 def _why_not(root: ServerRoot, store: ConfigStore, rec: dict | None) -> str:
