@@ -38,11 +38,11 @@ PORTS = ("local.watcher.port", "local.store.port", "service.imap.port", "service
 class Round:
     """One fresh server root (its own directory, free ports, autorestart yes) and its commands."""
 
-    def __init__(self, tmp_path, cli, n: int):
+    def __init__(self, tmp_path, cli, n: int, **extra: str):
         self.base = tmp_path / f"round{n}"
         self.cli = lambda *a, **k: cli(*a, env={"MSGSRV_BASE": str(self.base)}, **k)
         settings = {**{p: str(v) for p, v in zip(PORTS, free_ports(len(PORTS)))}, "local.watcher.httpport": "0",
-                    "local.autorestart": "yes", "local.schedule.msprobe.enable": "no"}
+                    "local.autorestart": "yes", "local.schedule.msprobe.enable": "no", **extra}
         self.base.mkdir()
         f = self.base / "settings.txt"
         f.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
@@ -144,13 +144,16 @@ def test_a_watcher_killed_at_any_point_of_a_stop_leaves_nothing_untrue(tmp_path,
 
 
 @pytest.mark.chaos
-@pytest.mark.parametrize("healer", ["start-msg", "msprobe"])
+@pytest.mark.parametrize("healer", ["start-msg", "msprobe", "imsched"])
 def test_a_watcher_killed_at_any_point_of_a_store_group_restart_leaves_nothing_untrue(tmp_path, cli, healer):
-    """HEALER: the admin's start-msg, or the next msprobe pass (which launches the dead watcher
-    again, probe/watchdog.py) and whose probes meet the group half restarted."""
+    """HEALER: the admin's start-msg (imsched may have launched a watcher already); the next
+    msprobe pass (imsched off: it launches the dead watcher again, probe/watchdog.py, and its
+    probes meet the group half restarted); or imsched alone, whose registration closes with the
+    watcher's death."""
     seed, rng = seeded()
+    extra = {"local.sched.enable": "no"} if healer == "msprobe" else {}
     for n in range(ROUNDS):
-        killed_in_restart(Round(tmp_path, cli, n), rng, f"seed {seed} round {n} ({healer})", healer)
+        killed_in_restart(Round(tmp_path, cli, n, **extra), rng, f"seed {seed} round {n} ({healer})", healer)
 
 
 def killed_in_start(rd: Round, rng: random.Random, what: str) -> None:
@@ -202,6 +205,10 @@ def killed_in_restart(rd: Round, rng: random.Random, what: str, healer: str = "s
         if healer == "msprobe":
             r = rd.cli("msprobe", timeout=120)
             assert "msprobe: Error: watcher launched again (pid " in r.stderr, f"{what}: {r.stdout}{r.stderr}"
+        elif healer == "imsched":
+            killed = rd.record("watcher")
+            rd.until(lambda: rd.cli("watcher", "status").returncode in (0, 3) and rd.record("watcher") != killed,
+                     timeout=20)
         else:
             rd.start_msg(what)
         # one failure (imapd's), so one restart of the unit: not 0 (the failure lost), not 2
