@@ -34,7 +34,8 @@ from msgsrv.watcher.supervisor import Supervisor, console_writer
 
 LISTEN_RETRY = 5.0  # seconds a busy control port is retried
 LISTEN_EVERY = 0.2
-KEEP_EVERY = 1.0  # seconds between two looks at the run files (keep_run_files)
+KEEP_EVERY = 2.0  # seconds between two looks at the run files (RunFiles): three stats
+KEEP_FULL = 15  # every so many looks, the pid files and the state too
 
 
 def acquire_lock(root: ServerRoot) -> int:
@@ -110,11 +111,14 @@ class RunFiles:
     watcher any more, a second one could be launched (it took the new lock and failed on the port),
     and the next crash of a store member left the whole group down (a restarted server could not
     read the token to register, so it never became ready). Every KEEP_EVERY seconds the watcher
-    looks (a stat of each file) and writes again what is gone, and takes the lock again on a
-    new lock file; the pid files and the state are written again through the recorder."""
+    looks at the token, the run record and the lock (every KEEP_FULL looks, at every file) and
+    writes again what is gone, taking the lock again on a new lock file; the pid files and the
+    state are written again through the recorder."""
 
     def __init__(self, sup: Supervisor, root: ServerRoot, token: str, record: dict, me: dict, locks: list[int]):
         self.sup, self.root, self.token, self.record, self.me, self.locks = sup, root, token, record, me, locks
+        self._token = self._record = self._lock = ""
+        self._lock_ino = 0
         self.said: list[str] = []  # what was said gone last (said once, not every second)
 
     def missing(self) -> list[str]:
@@ -160,9 +164,26 @@ class RunFiles:
             self.said = gone
         return gone
 
+    def _at_a_glance(self) -> bool:
+        """The token, the run record and our lock are there: three stats, the usual look (the
+        watcher's idle CPU stays below the tick resolution)."""
+        try:
+            os.stat(self._token)
+            os.stat(self._record)
+            return os.stat(self._lock).st_ino == self._lock_ino
+        except OSError:
+            return False
+
     async def keep(self) -> None:
+        self._token, self._record = str(self.root.token_file), str(self.root.run_dir / statefile.RUN_RECORD)
+        self._lock = str(self.root.watcher_lock)
+        n = 0
         while True:
+            self._lock_ino = os.fstat(self.locks[-1]).st_ino
             await asyncio.sleep(KEEP_EVERY)
+            n += 1
+            if n % KEEP_FULL and self._at_a_glance():
+                continue
             self.restore()
 
 
