@@ -49,6 +49,14 @@ def system_uptime() -> float | None:
         return None
 
 
+def age(pid: int, booted: float | None = None) -> float | None:
+    """PID's age in seconds on the clock since boot (no step of the wall clock moves it); None when
+    /proc cannot tell. BOOTED: system_uptime(), when the caller has read it already."""
+    st = stat(pid)
+    booted = system_uptime() if booted is None else booted
+    return None if st is None or booted is None else max(0.0, booted - st[1] / CLOCK_TICKS)
+
+
 def _known(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

@@ -137,8 +137,7 @@ def _oldest(records: list[dict]) -> float:
     from msgsrv import procinfo
 
     booted = procinfo.system_uptime()
-    ages = [booted - t / procinfo.CLOCK_TICKS for r in records
-            if booted is not None and (t := procinfo.start_ticks(r["pid"])) is not None]
+    ages = [a for r in records if (a := procinfo.age(r["pid"], booted)) is not None]
     return round(max(ages) if ages else time.time() - min(r.get("started") or time.time() for r in records), 1)
 
 

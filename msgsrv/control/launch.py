@@ -62,7 +62,7 @@ def launch_watcher(root: ServerRoot, ha: bool, console_tty: bool, timeout: float
     if detached:
         proc.wait()  # the shell, gone at once
     if said == notify.READY:
-        client = _connect(root, proc, deadline, detached)
+        client = _connect(root, None if detached else proc, deadline)
         return (client.pid or proc.pid) if detached else proc.pid, client
     if said is None:
         raise OperationFailed(f"watcher did not answer within {timeout:.0f} s")
@@ -71,7 +71,8 @@ def launch_watcher(root: ServerRoot, ha: bool, console_tty: bool, timeout: float
         # watcher again, probe/watchdog.py): that watcher is the one to talk to
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5.0)
-        return _connect_other(root, deadline)
+        client = _connect(root, None, deadline)  # the winner: it listens once its start is done
+        return client.pid or 0, client
     try:
         rc = proc.wait(timeout=5.0)
     except subprocess.TimeoutExpired:
@@ -80,19 +81,6 @@ def launch_watcher(root: ServerRoot, ha: bool, console_tty: bool, timeout: float
     status = f"exited with status {rc}" if rc is not None else f"(pid {proc.pid}) gave up"
     raise OperationFailed(f"watcher {status} before answering"
                           + (f": {said}" if said else f"; see {console}"))
-
-
-def _connect_other(root: ServerRoot, deadline: float) -> tuple[int, WatcherClient]:
-    """The watcher another launch started: it holds the lock, and listens once its start is done."""
-    while True:
-        try:
-            client = WatcherClient.connect(root, timeout=2.0)
-        except WatcherUnavailable:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-            continue
-        return client.pid or 0, client
 
 
 def _notice(r: int, deadline: float) -> str | None:
@@ -112,14 +100,15 @@ def _notice(r: int, deadline: float) -> str | None:
     return data.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
 
 
-def _connect(root: ServerRoot, proc: subprocess.Popen, deadline: float, detached: bool = False) -> WatcherClient:
-    """Connect to the watcher that said READY. It may still be busy finishing its start (adopting
-    what a previous watcher left): its port accepts, and it answers once its loop runs."""
+def _connect(root: ServerRoot, proc: subprocess.Popen | None, deadline: float) -> WatcherClient:
+    """Connect to the watcher that said READY (PROC: ours, given up on when it ends; None: not our
+    child). It may still be busy finishing its start (adopting what a previous watcher left): its
+    port accepts, and it answers once its loop runs."""
     while True:
         try:
             return WatcherClient.connect(root, timeout=2.0)
         except WatcherUnavailable:
-            if (not detached and proc.poll() is not None) or time.monotonic() > deadline:
+            if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
                 raise
             time.sleep(0.005)
 

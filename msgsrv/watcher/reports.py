@@ -81,11 +81,7 @@ def _newer_than_the_probe(live: list, comp, since: float) -> bool:
     that hour was taken for a stale one and the hung server was never restarted."""
     probe_age = max(0.0, time.time() - since)  # a probe "in the future" (a step back since): now
     booted = procinfo.system_uptime()
-    ages = []
-    for k in live:
-        st = procinfo.stat(k.pid)
-        ages.append(booted - st[1] / procinfo.CLOCK_TICKS if st is not None and booted is not None
-                    else time.time() - k.started)
+    ages = [a if (a := procinfo.age(k.pid, booted)) is not None else time.time() - k.started for k in live]
     return all(a < probe_age for a in ages) or time.monotonic() - comp.since_mono < probe_age
 
 

@@ -45,3 +45,15 @@ def test_a_gone_process_a_zombie_and_a_pid_of_the_wrong_shape_are_not_it():
 def test_the_time_since_boot_is_read():
     up = procinfo.system_uptime()
     assert up is not None and up > procinfo.start_ticks(os.getpid()) / procinfo.CLOCK_TICKS - 1
+
+
+def test_the_age_of_a_process_is_on_the_clock_since_boot():
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        a = procinfo.age(p.pid)
+        assert a is not None and 0.0 <= a < 5.0
+        assert procinfo.age(os.getpid()) >= a - 0.02  # older than its child
+    finally:
+        p.kill()
+        p.wait()
+    assert procinfo.age(p.pid) is None
