@@ -196,6 +196,13 @@ class Scheduler:
         if not self._stopping and (self._looking is None or self._looking.done()):
             self._looking = asyncio.get_running_loop().create_task(self._look_at_the_watcher())
 
+    async def unregister(self) -> None:
+        """At our exit: no more looks at the watcher, and BYE (a stop the watcher asked for)."""
+        if self._looking is not None:
+            self._looking.cancel()
+        if self.registration is not None:
+            await self.registration.bye()
+
     async def _look_at_the_watcher(self) -> None:
         from msgsrv.config.store import ConfigStore, StoreError
         from msgsrv.probe import watchdog
@@ -395,8 +402,5 @@ async def serve(root: ServerRoot, port: int | None = None) -> int:
     finally:
         for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(s)
-        if sched._looking is not None:
-            sched._looking.cancel()
-        if sched.registration is not None:
-            await sched.registration.bye()
+        await sched.unregister()
     return 0

@@ -115,12 +115,6 @@ def describe(status: int | None) -> str:
     return f"killed by signal {-status} ({name})"
 
 
-def _start_ticks(pid: int) -> int | None:
-    """None when /proc cannot be read now (descriptors exhausted, ...): filled in later, a record
-    is not a precondition."""
-    return procinfo.start_ticks(pid)
-
-
 def _group_members(leader: int) -> list[int]:
     """Processes whose process group or session is LEADER's (the leader itself excluded)."""
     out = []
@@ -194,7 +188,7 @@ class Processes:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
             raise
-        return Child(component, pid, fd, _start_ticks(pid), time.time(), worker=worker,
+        return Child(component, pid, fd, procinfo.start_ticks(pid), time.time(), worker=worker,
                      cgroup=str(group) if group else None, output_lost=lost)
 
     # -- watching -----------------------------------------------------------------------------
@@ -226,7 +220,9 @@ class Processes:
     @staticmethod
     def fill_start_ticks(child: Child) -> None:
         if child.start_ticks is None and not child.exited:
-            child.start_ticks = _start_ticks(child.pid)
+            # None when /proc could not be read at the spawn (descriptors exhausted, ...): filled
+            # in now, a record is not a precondition
+            child.start_ticks = procinfo.start_ticks(child.pid)
 
     # -- signals ----------------------------------------------------------------------------------
     def terminate(self, child: Child) -> None:
@@ -318,7 +314,7 @@ class Processes:
             os.close(fd)
             return None
         group = rec.get("cgroup") or cg.of_pid(pid)
-        return Child(component, pid, fd, ticks if ticks is not None else _start_ticks(pid),
+        return Child(component, pid, fd, ticks if ticks is not None else procinfo.start_ticks(pid),
                      float(rec.get("started") or time.time()), worker=int(rec.get("worker") or 0), adopted=True,
                      cgroup=group if group and os.path.isdir(group) else None, create_time=ctime)
 
