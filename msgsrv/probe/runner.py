@@ -158,8 +158,7 @@ async def run_pass(root: ServerRoot, services: list[str] | None = None,
     log = _Logger(root, report)
     if (services is None or named) and watchdog.wanted(store, named):
         # first: a watcher launched again here takes this pass's restart requests
-        timeout = _param(store, "local.probe.watcher.timeout", "service.readtimeout", 10.0)
-        report.watcher = await asyncio.to_thread(watchdog.check, root, store, timeout)
+        report.watcher = await asyncio.to_thread(watchdog.check, root, store, watchdog.answer_timeout(store))
         _log_watcher(log, report.watcher)
 
     began = time.time()

@@ -78,6 +78,12 @@ def wanted(store: ConfigStore, named: bool) -> bool:
     return named or (store.get_bool("local.watcher.enable") and store.get_bool("local.probe.watcher.enable"))
 
 
+def answer_timeout(store: ConfigStore) -> float:
+    """local.probe.watcher.timeout, else service.readtimeout (10 s)."""
+    v = store.value("local.probe.watcher.timeout")
+    return float(store.value("service.readtimeout", 10.0) if v is None else v)
+
+
 def check(root: ServerRoot, store: ConfigStore, timeout: float) -> WatcherCheck:
     """Look at the watcher, and launch it again where it must be (module doc). Blocking: a pass
     runs it in a thread."""

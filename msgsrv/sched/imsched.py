@@ -214,7 +214,7 @@ class Scheduler:
             store = ConfigStore(self.root.config_file)
             if not watchdog.wanted(store, named=False):
                 return
-            timeout = store.get_float("local.probe.watcher.timeout", store.get_float("service.readtimeout", 10.0))
+            timeout = watchdog.answer_timeout(store)
         except StoreError as e:
             self.log("Error", f"the watcher's connection closed; unable to read the configuration: {e}")
             return
