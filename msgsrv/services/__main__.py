@@ -36,7 +36,7 @@ PRELOAD = {
     "store": _STORE,
     "imap": _LOGINS,
     "pop": _LOGINS,
-    "http": (*_LOGINS, "aiohttp.web", "aiohttp.web_protocol", "aiohttp.http_parser", "aiohttp.http_exceptions"),
+    "http": (*_LOGINS, "h11"),
     "dispatcher": (*_STORE, "aiosmtpd.smtp", "aiosmtpd.lmtp"),
     "job_controller": _STORE,
     # not cryptography (~45 ms, ~10 MiB): certd, which starts together with the first servers,

@@ -77,36 +77,13 @@ def preload(components: list[str]) -> list[str]:
         if name in _preloaded:
             continue
         try:
-            if name.startswith("aiohttp"):
-                with _no_system_trust_store():
-                    importlib.import_module(name)
-            else:
-                importlib.import_module(name)
+            importlib.import_module(name)
         except Exception:  # noqa: BLE001 - the child will import it again and say what is wrong
             continue
         _preloaded.append(name)
     # the collector of the watcher (and of every child, which freezes again) never walks these
     gc.freeze()
     return list(_preloaded)
-
-
-@contextlib.contextmanager
-def _no_system_trust_store():
-    """aiohttp makes its HTTP client's two default TLS contexts when imported, each loading the
-    system's CA bundle (~25 ms and ~1 MiB each, in every cold start and in the shared image). The
-    suite uses aiohttp's server only, never its client: while it is imported here, OpenSSL's
-    default CA file is an empty one, so those contexts trust nothing (a client that used them
-    would fail to verify, never verify wrongly). Only in the preload: one thread, no child yet, so
-    no other code sees the variable, which is put back at once."""
-    saved = os.environ.get("SSL_CERT_FILE")
-    os.environ["SSL_CERT_FILE"] = os.devnull
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("SSL_CERT_FILE", None)
-        else:
-            os.environ["SSL_CERT_FILE"] = saved
 
 
 def fork_server(component: str, env: dict[str, str], log_path: Path, cgroup: Path | None,

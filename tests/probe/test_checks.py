@@ -118,7 +118,7 @@ def test_tls_probe_speaks_the_protocol_over_tls(tls_servers, service, parameter)
 
     r = asyncio.run(probe(service, tls_servers.port(parameter), timeout=10, tls=tls.client_context(tls_servers.root)))
     assert r.ok, r.detail
-    assert r.detail.startswith({"imaps": "* OK", "pops": "+OK", "https": "HTTP/1.0 200", "smtps": "220 "}[service])
+    assert r.detail.startswith({"imaps": "* OK", "pops": "+OK", "https": "HTTP/1.1 200", "smtps": "220 "}[service])
 
 
 def test_tls_probe_time_includes_the_handshake(tls_servers):

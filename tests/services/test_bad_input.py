@@ -95,9 +95,9 @@ def test_smtp_unknown_command_overlong_line_and_garbage(mailsys):
 def test_http_garbage_and_overlong_request_lines(mailsys):
     port = mailsys.port("service.http.port")
     with Conn(port) as c:
-        assert c.ask(b"\xff\xfe garbage\r\n\r\n").startswith(b"HTTP/1.0 400")
+        assert c.ask(b"\xff\xfe garbage\r\n\r\n").startswith(b"HTTP/1.1 400")
     with Conn(port) as c:
-        assert c.ask(b"GET /" + LONG + b" HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.0 400")
+        assert c.ask(b"GET /" + LONG + b" HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 414")
     with Conn(port) as c:
         assert c.ask(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").startswith(b"HTTP/1.1 405")
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

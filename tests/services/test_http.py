@@ -1,4 +1,4 @@
-"""mshttpd on aiohttp (issue 13 "HTTP"): bodies read or refused, no smuggling, Host required,
+"""mshttpd on h11 (issue 13 "HTTP", issue 14): bodies read or refused, no smuggling, Host required,
 conflicting lengths refused, absolute-form, 501/405, the status page without user data, /mail
 behind HTTP Basic, HTTPS, and the built-in service contract (fault switch, SIGTERM drain)."""
 
@@ -84,7 +84,7 @@ def test_an_oversized_body_is_refused_with_413_and_the_connection_closed(web, bo
     (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
      "Content-Length"),
     (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", "Content-Length"),
-    (b"GET / HTTP/1.1\r\nHost: x\r\n folded: y\r\n\r\n", "header"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n folded: y\r\n\r\n", "Host"),  # unfolded: "x folded: y" is no host
     (b"\xff\xfe garbage\r\n\r\n", None),
 ])
 def test_malformed_requests_get_400_and_are_logged(web, request_head, why):
@@ -93,6 +93,52 @@ def test_malformed_requests_get_400_and_are_logged(web, request_head, why):
     if why:
         assert "protocol error from 127.0.0.1: 400 " in web.root.default_log.read_text()
         assert why in web.root.default_log.read_text()
+
+
+@pytest.mark.parametrize("request_head,code,why", [
+    (b"GET /" + b"x" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "request target over 8190 octets"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 9000 + b"\r\n\r\n", 431, "header field x-a over 8190"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(101)) + b"\r\n", 431,
+     "more than 100 header fields"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: " % i + b"b" * 8000 + b"\r\n" for i in range(20))
+     + b"\r\n", 431, "Receive buffer too long"),  # a head over 64 KiB
+    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "Transfer-Encoding"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     501, "multiple Transfer-Encoding"),
+])
+def test_limits_are_refused_with_their_status_and_the_connection_closed(web, request_head, code, why):
+    lines = exchange(web.port("service.http.port"), request_head + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert [status(ln) for ln in lines] == [code]
+    assert f"protocol error from 127.0.0.1: {code} " in web.root.default_log.read_text()
+    assert why in web.root.default_log.read_text()
+
+
+def test_a_folded_header_line_is_unfolded_and_pipelined_requests_are_answered_in_order(web):
+    """RFC 9112 §5.2: a server may replace obs-fold by a space (h11 does) instead of refusing it."""
+    lines = exchange(web.port("service.http.port"),
+                     b"GET /health HTTP/1.1\r\nHost: x\r\nX-Long: a\r\n b\r\n\r\n"
+                     b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert [status(ln) for ln in lines] == [200, 404, 200, 200]
+
+
+def test_a_client_that_goes_away_mid_request_is_not_a_protocol_error(web):
+    port = web.port("service.http.port")
+    for partial in (b"GET /health HTTP/1.1\r\nHo", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(partial)
+    answering(port)
+    assert "protocol error" not in web.root.default_log.read_text()
+
+
+def test_expect_100_continue_gets_its_interim_answer(web):
+    """curl sends `Expect: 100-continue` before a body over 1 KiB and waits a second for it."""
+    with socket.create_connection(("127.0.0.1", web.port("service.http.port")), timeout=5) as s:
+        s.sendall(b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 100 ")
+        s.sendall(b"data")
+        assert b"HTTP/1.1 405 " in s.recv(1000)
 
 
 def test_http_1_0_without_host_and_absolute_form_are_served(web):
