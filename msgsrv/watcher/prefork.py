@@ -11,6 +11,8 @@ The child starts from the middle of the watcher's event loop, with the watcher's
 signal handlers, threads' locks and environment. Before it runs any server code it leaves all of
 that behind, in this order (`_become_server`):
 
+0. any import another thread of the watcher was in the middle of (the console's loader): its half
+   made module and the module locks it held, which no thread of the child would ever release;
 1. its own session (setsid), like posix_spawn's setsid, and the OOM score the watcher was started
    with (the watcher's lower one is its own, oom.py);
 2. the signal dispositions of a fresh interpreter, no wakeup fd, and then signals unblocked (they
@@ -135,6 +137,7 @@ def _child(component: str, env: dict[str, str], log_path: Path, cgroup: Path | N
 def _become_server(component: str, env: dict[str, str], log_path: Path, cgroup: Path | None,
                    keep: set[int]) -> None:
     gc.freeze()  # the watcher's objects: never walked by this process's collector (copy-on-write)
+    _forget_imports_in_progress()
     os.setsid()
     oom.give_back()  # the watcher's OOM protection is its own (oom.py)
     _fresh_signals()
@@ -298,6 +301,24 @@ def _fresh_stdio() -> None:
 
 
 _kept_alive: list = []
+
+
+def _forget_imports_in_progress() -> None:
+    """Drop what an import running on another thread of the watcher left at the fork: its module,
+    half executed, and the module locks that thread held (the console loads its application on a
+    worker thread while the loop goes on forking servers). In the child that thread is gone and
+    never lets go: the server's own first import of the same module would wait for ever (seen with
+    a module whose import takes a while, on Python 3.11 to 3.13), or find the module half made. The
+    modules are imported again from scratch if the server needs them; locks are made anew."""
+    bootstrap = sys.modules.get("_frozen_importlib")
+    for name, module in list(sys.modules.items()):
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and getattr(spec, "_initializing", False) is True:
+            del sys.modules[name]
+    for table in ("_module_locks", "_blocking_on"):
+        held = getattr(bootstrap, table, None)
+        if hasattr(held, "clear"):
+            held.clear()
 
 
 def _fresh_logging() -> None:

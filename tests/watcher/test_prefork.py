@@ -284,6 +284,11 @@ def test_neither_the_watcher_nor_a_forked_mshttpd_carries_aiohttp(builtin):
             assert "aiohttp" not in maps.read()
 
 
+def oom_adj(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/oom_score_adj").read_text())
+
+
+@pytest.mark.parametrize("prefork", ["yes", "no"])
 def test_the_oom_killer_is_pointed_at_a_server_before_the_watcher(builtin, prefork):
     """A pre-forked watcher's resident size (every server's code, shared with them) often made it
     the OOM killer's first choice: then every server ran unsupervised. The watcher lowers its
@@ -301,3 +306,44 @@ def test_the_oom_killer_is_pointed_at_a_server_before_the_watcher(builtin, prefo
     os.kill(imapd, signal.SIGKILL)
     new_pid(builtin, "imap", [imapd])
     assert oom_adj(builtin.pids("imap")[0]) == 300
+
+
+SLOW_MODULE = """import time
+time.sleep(1.0)
+VALUE = 42
+"""
+
+FORK_DURING_IMPORT = """if True:
+    import os, signal, sys, threading, time
+    sys.path.insert(0, {where!r})
+    from msgsrv.watcher import prefork
+    loader = threading.Thread(target=__import__, args=("slowmod",))
+    loader.start()
+    time.sleep(0.3)  # the loader is inside slowmod's import, holding its module lock
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(3)
+        if {forget}:
+            prefork._forget_imports_in_progress()
+        from slowmod import VALUE
+        os._exit(0 if VALUE == 42 else 3)
+    loader.join()
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.parametrize("forget", [True, False])
+def test_a_server_forked_while_another_thread_imports_can_import_that_module(tmp_path, forget):
+    """The console loads its application on a worker thread while the watcher's loop may fork a
+    server; a fork in the middle of an import leaves the child a module lock that no thread of
+    its own holds. The child forgets it (prefork._become_server), so its own import of that module
+    runs again from scratch; without that (forget=False, what the test shows happen) it waits
+    for ever, here until SIGALRM."""
+    import sys
+
+    (tmp_path / "slowmod.py").write_text(SLOW_MODULE)
+    code = FORK_DURING_IMPORT.format(where=str(tmp_path), forget=forget)
+    r = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.split()[-1]) == (0 if forget else -signal.SIGALRM)
