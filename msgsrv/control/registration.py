@@ -37,6 +37,7 @@ class Registration:
         self.on_lost = on_lost  # called when the watcher closes a registration we did not end
         self.follow: asyncio.Task | None = None
         self.ending = False
+        self.sent = asyncio.Event()  # REGISTER written, or registering given up (or not supervised)
 
     @classmethod
     def start(cls, component: str, root: ServerRoot | None = None, on_lost: Callable[[], None] | None = None,
@@ -47,6 +48,9 @@ class Registration:
         reg = cls(on_lost)
         if os.environ.get("MSGSRV_SUPERVISED") == "1":
             reg.task = asyncio.get_running_loop().create_task(reg._register(component, root, again))
+            reg.task.add_done_callback(lambda _: reg.sent.set())
+        else:
+            reg.sent.set()
         return reg
 
     async def _register(self, component: str, root: ServerRoot | None, again: bool = False) -> None:
@@ -61,6 +65,7 @@ class Registration:
             return
         self.reader, self.writer = reader, writer
         writer.write(format_request("AUTH", token, who_am_i()) + format_request("REGISTER", component, str(os.getpid())))
+        self.sent.set()
         try:
             answers = 0
             while answers < 2:  # OK to AUTH, then OK to REGISTER (progress and keepalive lines skipped)

@@ -393,6 +393,9 @@ async def serve(root: ServerRoot, port: int | None = None) -> int:
     try:
         server = await start_health(root, sched, port)  # bind first: a registered server answers probes
         sched.register()
+        # the REGISTER on its way before the schedule's first load, which imports croniter (~15 ms
+        # that the loop cannot run): imsched is the last of a suite's start, which waits for it
+        await sched.registration.sent.wait()
         sched.log("Info", f"imsched process {os.getpid()} started; health port 127.0.0.1:{port}")
         try:
             await sched.run()

@@ -288,3 +288,51 @@ def test_a_clock_step_does_not_stop_the_schedule(root, imsched, step):
     wait_for(lambda: len(lines(a)) >= n + 3, timeout=10)
     assert len(lines(a)) <= n + 5  # about one a second, not a catch-up of the skipped hours
     assert f"imsched Warning: the clock stepped {'back' if step[0] == '-' else 'forward'} by " in log(root)
+
+
+SLOW_CRONITER = """import importlib.machinery, importlib.util, os, sys, time
+time.sleep(3)  # a slow disk, a cold cache: croniter (and dateutil) take their time
+here = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.machinery.PathFinder.find_spec("croniter", [p for p in sys.path if os.path.abspath(p or ".") != here])
+module = importlib.util.module_from_spec(spec)
+sys.modules["croniter"] = module
+spec.loader.exec_module(module)
+"""
+
+
+def test_imsched_registers_before_its_schedule_imports_croniter(root, tmp_path):
+    """imsched is the last server of a suite's start, which waits for its REGISTER; the
+    schedule's first load imports croniter, which the loop cannot interrupt. The REGISTER goes
+    out first (here croniter's import takes 3 s: the REGISTER comes well before)."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "croniter.py").write_text(SLOW_CRONITER)
+    root.ensure()
+    root.token_file.write_text("t0ken\n")
+    watcher = socket.create_server(("127.0.0.1", 0))
+    port = free_port()
+    ConfigStore(root.config_file).update({"local.sched.port": str(port)})
+    env = dict(os.environ, MSGSRV_BASE=str(root.base), MSGSRV_SUPERVISED="1",
+               MSGSRV_WATCHER_PORT=str(watcher.getsockname()[1]),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")])))
+    t0 = time.monotonic()
+    p = subprocess.Popen([command_path("imsched")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        watcher.settimeout(10)
+        conn, _ = watcher.accept()
+        conn.settimeout(10)
+        got = b""
+        while b"REGISTER" not in got:
+            got += conn.recv(1000)
+        registered = time.monotonic() - t0
+        conn.sendall(b"OK\nOK\n")
+        assert b"REGISTER sched %d" % p.pid in got
+        assert registered < 2.5, f"REGISTER after {registered:.2f} s"
+        # and the schedule does load once croniter is there
+        wait_for(lambda: "schedule loaded" in log(root), timeout=30)
+        assert p.poll() is None
+        conn.close()
+    finally:
+        p.terminate()
+        p.wait(10)
+        watcher.close()
