@@ -14,6 +14,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from msgsrv import forkguard
 from msgsrv.console.plots import Point
 
 MAX_PLOT_POINTS = 400
@@ -25,29 +26,18 @@ class HistoryUnavailable(Exception):
     """The database exists but cannot be read now (locked past the timeout, damaged)."""
 
 
-def _connect(db: Path) -> sqlite3.Connection | None:
-    if not Path(db).exists():
-        return None
-    try:
-        return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
-    except sqlite3.Error as e:
-        raise HistoryUnavailable(str(e)) from None
-
-
 def _query(db: Path, sql: str, args: tuple) -> list[tuple]:
-    con = _connect(db)
-    if con is None:
+    """SQL's rows (the watcher's SQLite reads go through forkguard: see there why)."""
+    if not Path(db).exists():
         return []
     try:
-        return con.execute(sql, args).fetchall()
+        return forkguard.sqlite_rows(db, sql, args, busy=BUSY_TIMEOUT)
     except sqlite3.OperationalError as e:
         if "no such table" in str(e):
             return []  # msprobe has not recorded anything yet
         raise HistoryUnavailable(str(e)) from None
     except sqlite3.Error as e:
         raise HistoryUnavailable(str(e)) from None
-    finally:
-        con.close()
 
 
 def series_names(db: Path) -> list[str]:

@@ -1,8 +1,8 @@
 """Gate: the fault switch (services/fault.py) for servers built on a library's asyncio protocol.
 
-The line servers apply the switch in `Service.admit` before their session starts. The dispatcher
-(aiosmtpd) and the web server (aiohttp) hand each connection to the library's protocol object
-instead, so a Gate stands in front of it for the first moment of the connection:
+The line servers and mshttpd apply the switch in `Service.admit` before their session starts. The
+dispatcher (aiosmtpd) hands each connection to the library's protocol object instead, so a Gate
+stands in front of it for the first moment of the connection:
 
     no fault   the library's protocol takes the transport at once (`set_protocol`)
     crash      the process exits abnormally (status 70)

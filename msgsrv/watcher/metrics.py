@@ -37,6 +37,7 @@ from pathlib import Path
 from prometheus_client import exposition
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from msgsrv import forkguard
 from msgsrv.components import COMPONENTS
 from msgsrv.watcher.states import State
 
@@ -155,18 +156,12 @@ def last_samples(db: Path) -> dict[str, Sample]:
     if not Path(db).exists():
         return {}
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)
-    except sqlite3.Error:
-        return {}
-    try:
-        rows = con.execute(
-            "SELECT s.series, s.value, s.ok, s.ts FROM samples s "
-            "JOIN (SELECT series, MAX(ts) AS ts FROM samples GROUP BY series) m "
-            "ON s.series = m.series AND s.ts = m.ts").fetchall()
+        rows = forkguard.sqlite_rows(
+            db, "SELECT s.series, s.value, s.ok, s.ts FROM samples s "
+                "JOIN (SELECT series, MAX(ts) AS ts FROM samples GROUP BY series) m "
+                "ON s.series = m.series AND s.ts = m.ts")
     except sqlite3.Error:
         return {}  # no table yet, or locked past the timeout: this scrape has no probe figures
-    finally:
-        con.close()
     return {series: Sample(float(value), bool(ok), float(ts)) for series, value, ok, ts in rows}
 
 

@@ -53,6 +53,7 @@ import traceback
 import warnings
 from pathlib import Path
 
+from msgsrv import forkguard
 from msgsrv.watcher import oom
 
 TITLE = "msgsrv-server {c}"
@@ -97,7 +98,9 @@ def fork_server(component: str, env: dict[str, str], log_path: Path, cgroup: Pat
     # would run the watcher's handler, which writes to the watcher's own wakeup socket
     old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
-        with warnings.catch_warnings():
+        # no worker thread inside SQLite meanwhile: a mutex of its copied while held would stay
+        # held in the child for ever (forkguard.py)
+        with warnings.catch_warnings(), forkguard.fork_allowed():
             # Python 3.12+ warns when a process with threads forks (the console's executor may have
             # some): the child touches none of their locks (fresh stdio, logging and event loop)
             warnings.simplefilter("ignore", DeprecationWarning)
