@@ -1,5 +1,5 @@
-"""One lock between the watcher's worker threads that call into SQLite and its fork of a built-in
-server (watcher/prefork.py).
+"""One lock between the watcher's worker threads that call into C libraries with process-wide locks
+(SQLite, OpenSSL) and its fork of a built-in server (watcher/prefork.py).
 
 A fork copies every mutex as it is at that instant. SQLite keeps process-wide ("static") mutexes,
 one of them taken by every allocation it makes while its memory statistics are on (the default):
@@ -8,10 +8,17 @@ a metrics scrape), it stays held in the child for ever, and that server's first 
 waits for ever; imsched records every msprobe pass in SQLite. Measured: a thread reading the
 history in a loop, 300 forks, 11 children hung.
 
+OpenSSL is the same: the console's first connection loads its application on a worker thread, and
+importing aiohttp makes TLS contexts (the system's CA bundle read in); a child forked meanwhile
+can wait for ever on one of OpenSSL's locks at its first TLS context or handshake (measured: a
+thread making default contexts in a loop, 100 forks, 1 child hung).
+
 So the watcher's SQLite reads go through `sqlite_rows`, which holds the lock for one short read at
 a time, never while waiting for msprobe's write lock (it asks SQLite not to wait, and sleeps
-outside the lock before trying again); `fork_allowed()` takes the lock around the fork, so a
-restart waits at most for one such read.
+outside the lock before trying again); the console's loader holds it (`no_fork()`) while it
+imports. `fork_allowed()` takes the lock around a fork, waiting at most FORK_WAIT: a fork that
+would wait longer (the console loading, ~0.2 s once) is not made, and the watcher exec's that
+server instead (a new interpreter: slower to start, and nothing inherited).
 """
 
 from __future__ import annotations
@@ -24,13 +31,27 @@ from pathlib import Path
 
 SQLITE_BUSY = 5
 RETRY_EVERY = 0.01  # seconds between tries while the database is locked
+FORK_WAIT = 0.05  # seconds a fork may wait for a worker thread (longer than one short read)
 
 _lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def fork_allowed() -> Iterator[None]:
-    """Around os.fork() in the watcher: no worker thread is inside SQLite meanwhile."""
+def fork_allowed(wait: float = FORK_WAIT) -> Iterator[bool]:
+    """Around os.fork() in the watcher: True, and no worker thread inside SQLite or OpenSSL until
+    the block ends; False when a worker thread kept the lock past WAIT seconds (do not fork)."""
+    got = _lock.acquire(timeout=wait)
+    try:
+        yield got
+    finally:
+        if got:
+            _lock.release()
+
+
+@contextlib.contextmanager
+def no_fork() -> Iterator[None]:
+    """Around work on a worker thread that may hold a process-wide lock of a C library for a while
+    (the console's imports): the watcher forks no server meanwhile (it exec's them)."""
     with _lock:
         yield
 

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import importlib
 
+from msgsrv import forkguard
 from msgsrv.console import link
 from msgsrv.console import text as T
 from msgsrv.console.headers import secure
@@ -46,6 +47,11 @@ def _plain(code: int, reason: str, text: str) -> bytes:
     secure(headers)
     return (f"HTTP/1.1 {code} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
             + "\r\n").encode() + body
+
+
+def _import_app() -> None:
+    with forkguard.no_fork():  # aiohttp's import makes TLS contexts: OpenSSL's locks
+        importlib.import_module("msgsrv.console.app")
 
 
 class _Gate(asyncio.Protocol):
@@ -170,8 +176,9 @@ class ConsoleServer:
 
     async def _load(self) -> None:
         try:
-            # the imports run on a worker thread: the loop keeps handling crashes meanwhile
-            await asyncio.to_thread(importlib.import_module, "msgsrv.console.app")
+            # the imports run on a worker thread: the loop keeps handling crashes meanwhile (a
+            # server it restarts meanwhile is exec'd, not forked: forkguard.py)
+            await asyncio.to_thread(_import_app)
             from aiohttp import web
 
             from msgsrv.console.app import Handler, make_app

@@ -154,17 +154,18 @@ class Processes:
     def spawn(self, component: str, argv: list[str], env: dict[str, str], log_path: Path, worker: int = 0,
               fork: bool = False) -> Child:
         """Start ARGV in a new session; FORK: the built-in server COMPONENT forked from this process
-        instead (ARGV unused). Raises OSError (the program cannot run, resources exhausted)."""
+        instead, unless a fork is not safe at this moment (forkguard.py: ARGV is exec'd then).
+        Raises OSError (the program cannot run, resources exhausted)."""
         lost = None
+        pid = None
+        group = self.cgroups.prepare(component, worker) if self.cgroups else None
         if fork:
-            group = self.cgroups.prepare(component, worker) if self.cgroups else None
             keep = set(listeners.inherited(env).values())  # the shared listeners, nothing else
-            pid = prefork.fork_server(component, env, log_path, group, keep)
-        else:
+            pid = prefork.fork_server(component, env, log_path, group, keep)  # None: exec'd instead
+        if pid is None:
             program = _program(argv[0], env.get("PATH"))
             if not program:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
-            group = self.cgroups.prepare(component, worker) if self.cgroups else None
             real = cg.join_argv(group, [program, *argv[1:]]) if group else [program, *argv[1:]]
             # opened here, not by a spawn action: a .out that cannot be opened costs the output,
             # never the server (and the reason is said, not a bare "unable to start")

@@ -90,28 +90,32 @@ def preload(components: list[str]) -> list[str]:
 
 
 def fork_server(component: str, env: dict[str, str], log_path: Path, cgroup: Path | None,
-                keep: set[int]) -> int:
-    """Fork the built-in server COMPONENT; the child's pid. Never returns in the child.
+                keep: set[int]) -> int | None:
+    """Fork the built-in server COMPONENT; the child's pid, or None when a fork is not safe now (a
+    worker thread of the watcher holds a C library's process-wide lock: forkguard.py), and the
+    caller exec's the server instead. Never returns in the child.
 
     Raises OSError (EAGAIN, ENOMEM) when no process can be made."""
-    # signals blocked across the fork: a SIGTERM that reached the child before it reset its handlers
-    # would run the watcher's handler, which writes to the watcher's own wakeup socket
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-    try:
-        # no worker thread inside SQLite meanwhile: a mutex of its copied while held would stay
-        # held in the child for ever (forkguard.py)
-        with warnings.catch_warnings(), forkguard.fork_allowed():
-            # Python 3.12+ warns when a process with threads forks (the console's executor may have
-            # some): the child touches none of their locks (fresh stdio, logging and event loop)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-    except BaseException:
+    with forkguard.fork_allowed() as allowed:
+        if not allowed:
+            return None
+        # signals blocked across the fork: a SIGTERM that reached the child before it reset its
+        # handlers would run the watcher's handler, which writes to the watcher's own wakeup socket
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            with warnings.catch_warnings():
+                # Python 3.12+ warns when a process with threads forks (the console's executor may
+                # have some): the child touches none of their locks (fresh stdio, logging and event
+                # loop), and none of them is inside SQLite or OpenSSL (forkguard)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            raise
+        if pid == 0:
+            _child(component, env, log_path, cgroup, keep)  # never returns
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        raise
-    if pid == 0:
-        _child(component, env, log_path, cgroup, keep)  # never returns
-    signal.pthread_sigmask(signal.SIG_SETMASK, old)
-    return pid
+        return pid
 
 
 def _child(component: str, env: dict[str, str], log_path: Path, cgroup: Path | None, keep: set[int]) -> None:

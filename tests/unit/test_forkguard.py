@@ -88,3 +88,24 @@ def test_a_read_gives_up_after_its_busy_time(db):
     assert 0.2 <= time.monotonic() - t0 < 2
     writer.execute("ROLLBACK")
     writer.close()
+
+
+def test_a_fork_is_not_allowed_while_a_worker_thread_keeps_the_lock_past_the_wait():
+    inside, leave = threading.Event(), threading.Event()
+
+    def loader():
+        with forkguard.no_fork():
+            inside.set()
+            leave.wait(10)
+
+    t = threading.Thread(target=loader)
+    t.start()
+    inside.wait(10)
+    t0 = time.monotonic()
+    with forkguard.fork_allowed(wait=0.1) as allowed:
+        assert not allowed
+    assert 0.1 <= time.monotonic() - t0 < 1
+    leave.set()
+    t.join(10)
+    with forkguard.fork_allowed(wait=0.1) as allowed:
+        assert allowed

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import psutil
@@ -347,3 +348,45 @@ def test_a_server_forked_while_another_thread_imports_can_import_that_module(tmp
     r = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert int(r.stdout.split()[-1]) == (0 if forget else -signal.SIGALRM)
+
+
+SLOW_JINJA2 = """import importlib.machinery, importlib.util, os, sys, time
+time.sleep(3)  # the console's application loading slowly (a cold cache, a loaded machine)
+here = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.machinery.PathFinder.find_spec("jinja2", [p for p in sys.path if os.path.abspath(p or ".") != here])
+module = importlib.util.module_from_spec(spec)
+sys.modules["jinja2"] = module
+spec.loader.exec_module(module)
+"""
+
+
+def test_a_server_restarted_while_the_console_loads_is_execd_not_forked(builtin, tmp_path, monkeypatch):
+    """The console loads its application (aiohttp: TLS contexts, OpenSSL's locks) on a worker
+    thread at its first connection; a server forked meanwhile could inherit one of those locks held
+    for ever. The watcher exec's a server it (re)starts while the console loads (here 3 s), and
+    forks again once it has loaded."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "jinja2.py").write_text(SLOW_JINJA2)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")])))
+    builtin.configure()
+    console = free_ports(1)[0]
+    builtin.set({"local.watcher.httpport": str(console), "local.autorestart.timeout": "1"})
+    builtin.start()
+    first = builtin.pids("imap")
+    assert "MSGSRV_COMPONENT" not in exec_record(first[0])  # forked
+    page = socket.create_connection(("127.0.0.1", console), timeout=10)
+    page.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # the console starts loading
+    time.sleep(0.5)
+    builtin.kill(first[0])
+    second = new_pid(builtin, "imap", first)
+    assert exec_record(second)["MSGSRV_COMPONENT"] == "imap"  # exec'd: the console was loading
+    assert all_running(builtin) and builtin.greeting().startswith(b"* OK")
+    page.settimeout(20)
+    assert page.recv(100).startswith(b"HTTP/1.1 ")  # loaded: it answers
+    page.close()
+    time.sleep(1.5)  # out of the restart window
+    builtin.kill(second)
+    third = new_pid(builtin, "imap", [second])
+    assert "MSGSRV_COMPONENT" not in exec_record(third)  # forked again
+    assert all_running(builtin) and builtin.greeting().startswith(b"* OK")
