@@ -11,8 +11,9 @@ The child starts from the middle of the watcher's event loop, with the watcher's
 signal handlers, threads' locks and environment. Before it runs any server code it leaves all of
 that behind, in this order (`_become_server`):
 
-0. any import another thread of the watcher was in the middle of (the console's loader): its half
-   made module and the module locks it held, which no thread of the child would ever release;
+0. any import another thread of the watcher was in the middle of (a worker thread's lazy import;
+   the console's loading keeps forks out altogether, forkguard.py): its half made module and the
+   module locks it held, which no thread of the child would ever release;
 1. its own session (setsid), like posix_spawn's setsid, and the OOM score the watcher was started
    with (the watcher's lower one is its own, oom.py);
 2. the signal dispositions of a fresh interpreter, no wakeup fd, and then signals unblocked (they
@@ -312,8 +313,9 @@ _kept_alive: list = []
 
 def _forget_imports_in_progress() -> None:
     """Drop what an import running on another thread of the watcher left at the fork: its module,
-    half executed, and the module locks that thread held (the console loads its application on a
-    worker thread while the loop goes on forking servers). In the child that thread is gone and
+    half executed, and the module locks that thread held (worker threads import lazily while the
+    loop goes on forking servers; the console's loading, the longest, keeps forks out: forkguard).
+    In the child that thread is gone and
     never lets go: the server's own first import of the same module would wait for ever (seen with
     a module whose import takes a while, on Python 3.11 to 3.13), or find the module half made. The
     modules are imported again from scratch if the server needs them; locks are made anew."""
