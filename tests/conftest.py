@@ -108,6 +108,24 @@ def accepts(port: int) -> bool:
         return False
 
 
+_SLOW_IMPORT = """import importlib.machinery, importlib.util, os, sys, time
+time.sleep({seconds})
+here = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.machinery.PathFinder.find_spec({name!r}, [p for p in sys.path if os.path.abspath(p or ".") != here])
+module = importlib.util.module_from_spec(spec)
+sys.modules[{name!r}] = module
+spec.loader.exec_module(module)
+"""
+
+
+def slow_import_path(where: Path, name: str, seconds: float) -> str:
+    """A PYTHONPATH under which importing the top-level module NAME first sleeps SECONDS (a cold
+    cache, a loaded machine), then loads the real one: a shim module in WHERE put first."""
+    where.mkdir(parents=True, exist_ok=True)
+    (where / f"{name}.py").write_text(_SLOW_IMPORT.format(name=name, seconds=seconds))
+    return os.pathsep.join(filter(None, [str(where), os.environ.get("PYTHONPATH")]))
+
+
 def wait_for(pred, timeout: float = 10.0, every: float = 0.02):
     """Poll PRED until it returns something true (returned), or fail after TIMEOUT seconds.
 

@@ -15,7 +15,7 @@ import pytest
 
 from msgsrv.config.store import ConfigStore
 from msgsrv.probe.history import History
-from tests.conftest import command_path, free_port, wait_for
+from tests.conftest import command_path, free_port, slow_import_path, wait_for
 from tests.probe.probe_fakes import FakeServers
 
 
@@ -290,23 +290,10 @@ def test_a_clock_step_does_not_stop_the_schedule(root, imsched, step):
     assert f"imsched Warning: the clock stepped {'back' if step[0] == '-' else 'forward'} by " in log(root)
 
 
-SLOW_CRONITER = """import importlib.machinery, importlib.util, os, sys, time
-time.sleep(3)  # a slow disk, a cold cache: croniter (and dateutil) take their time
-here = os.path.dirname(os.path.abspath(__file__))
-spec = importlib.machinery.PathFinder.find_spec("croniter", [p for p in sys.path if os.path.abspath(p or ".") != here])
-module = importlib.util.module_from_spec(spec)
-sys.modules["croniter"] = module
-spec.loader.exec_module(module)
-"""
-
-
 def test_imsched_registers_before_its_schedule_imports_croniter(root, tmp_path):
     """imsched is the last server of a suite's start, which waits for its REGISTER; the
     schedule's first load imports croniter, which the loop cannot interrupt. The REGISTER goes
     out first (here croniter's import takes 3 s: the REGISTER comes well before)."""
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    (shim / "croniter.py").write_text(SLOW_CRONITER)
     root.ensure()
     root.token_file.write_text("t0ken\n")
     watcher = socket.create_server(("127.0.0.1", 0))
@@ -314,7 +301,7 @@ def test_imsched_registers_before_its_schedule_imports_croniter(root, tmp_path):
     ConfigStore(root.config_file).update({"local.sched.port": str(port)})
     env = dict(os.environ, MSGSRV_BASE=str(root.base), MSGSRV_SUPERVISED="1",
                MSGSRV_WATCHER_PORT=str(watcher.getsockname()[1]),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")])))
+               PYTHONPATH=slow_import_path(tmp_path / "shim", "croniter", 3))
     t0 = time.monotonic()
     p = subprocess.Popen([command_path("imsched")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:

@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from msgsrv import messages as M
-from tests.conftest import command_path, free_ports, wait_for
+from tests.conftest import command_path, free_ports, slow_import_path, wait_for
 from tests.watcher.conftest import Suite
 
 STORE = ("store", "imap", "pop", "http")
@@ -350,25 +350,12 @@ def test_a_server_forked_while_another_thread_imports_can_import_that_module(tmp
     assert int(r.stdout.split()[-1]) == (0 if forget else -signal.SIGALRM)
 
 
-SLOW_JINJA2 = """import importlib.machinery, importlib.util, os, sys, time
-time.sleep(3)  # the console's application loading slowly (a cold cache, a loaded machine)
-here = os.path.dirname(os.path.abspath(__file__))
-spec = importlib.machinery.PathFinder.find_spec("jinja2", [p for p in sys.path if os.path.abspath(p or ".") != here])
-module = importlib.util.module_from_spec(spec)
-sys.modules["jinja2"] = module
-spec.loader.exec_module(module)
-"""
-
-
 def test_a_server_restarted_while_the_console_loads_is_execd_not_forked(builtin, tmp_path, monkeypatch):
     """The console loads its application (aiohttp: TLS contexts, OpenSSL's locks) on a worker
     thread at its first connection; a server forked meanwhile could inherit one of those locks held
     for ever. The watcher exec's a server it (re)starts while the console loads (here 3 s), and
     forks again once it has loaded."""
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    (shim / "jinja2.py").write_text(SLOW_JINJA2)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("PYTHONPATH", slow_import_path(tmp_path / "shim", "jinja2", 3))
     builtin.configure()
     console = free_ports(1)[0]
     builtin.set({"local.watcher.httpport": str(console), "local.autorestart.timeout": "1"})
